@@ -32,3 +32,494 @@ def write_checkpoint(checkpoint_path, arrays):
     # The TF1 "checkpoint" state file lets tf.train.latest_checkpoint find it.
     with open(os.path.join(directory, "checkpoint"), "w", encoding="utf-8") as f:
         f.write(f'model_checkpoint_path: "{os.path.basename(checkpoint_path)}"\n')
+
+
+import keras  # noqa: E402
+
+from bert4sim import layers as L  # noqa: E402
+
+REQUIRED_CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
+CONFIG_DEFAULTS = {
+    "hidden_act": "gelu",
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "initializer_range": 0.02,
+}
+MODELS = ("bert", "roformer")
+APPLICATIONS = ("encoder", "unilm", "lm")
+HEAD_PREFIXES = ("pooler/", "cls/")
+
+# The one table from Google checkpoint names to our weights. Each entry is
+# (checkpoint name under the prefix, Keras layer name, attribute path to the
+# variable). "{i}" is the transformer layer index.
+EMBEDDING_VARIABLES = (
+    ("embeddings/word_embeddings", "Embedding-Token", "embeddings"),
+    ("embeddings/token_type_embeddings", "Embedding-Segment", "embeddings"),
+    ("embeddings/position_embeddings", "Embedding-Position", "embeddings"),
+    ("embeddings/LayerNorm/gamma", "Embedding-Norm", "gamma"),
+    ("embeddings/LayerNorm/beta", "Embedding-Norm", "beta"),
+)
+BLOCK_VARIABLES = (
+    ("encoder/layer_{i}/attention/self/query/kernel", "attention.query_dense.kernel"),
+    ("encoder/layer_{i}/attention/self/query/bias", "attention.query_dense.bias"),
+    ("encoder/layer_{i}/attention/self/key/kernel", "attention.key_dense.kernel"),
+    ("encoder/layer_{i}/attention/self/key/bias", "attention.key_dense.bias"),
+    ("encoder/layer_{i}/attention/self/value/kernel", "attention.value_dense.kernel"),
+    ("encoder/layer_{i}/attention/self/value/bias", "attention.value_dense.bias"),
+    ("encoder/layer_{i}/attention/output/dense/kernel", "attention.output_dense.kernel"),
+    ("encoder/layer_{i}/attention/output/dense/bias", "attention.output_dense.bias"),
+    ("encoder/layer_{i}/attention/output/LayerNorm/gamma", "attention_norm.gamma"),
+    ("encoder/layer_{i}/attention/output/LayerNorm/beta", "attention_norm.beta"),
+    ("encoder/layer_{i}/intermediate/dense/kernel", "feed_forward.inner_dense.kernel"),
+    ("encoder/layer_{i}/intermediate/dense/bias", "feed_forward.inner_dense.bias"),
+    ("encoder/layer_{i}/output/dense/kernel", "feed_forward.output_dense.kernel"),
+    ("encoder/layer_{i}/output/dense/bias", "feed_forward.output_dense.bias"),
+    ("encoder/layer_{i}/output/LayerNorm/gamma", "output_norm.gamma"),
+    ("encoder/layer_{i}/output/LayerNorm/beta", "output_norm.beta"),
+)
+HEAD_VARIABLES = (
+    ("pooler/dense/kernel", "Pooler-Dense", "dense.kernel"),
+    ("pooler/dense/bias", "Pooler-Dense", "dense.bias"),
+    ("cls/predictions/transform/dense/kernel", "MLM-Transform", "dense.kernel"),
+    ("cls/predictions/transform/dense/bias", "MLM-Transform", "dense.bias"),
+    ("cls/predictions/transform/LayerNorm/gamma", "MLM-Transform", "norm.gamma"),
+    ("cls/predictions/transform/LayerNorm/beta", "MLM-Transform", "norm.beta"),
+    ("cls/predictions/output_bias", "MLM-Bias", "bias"),
+)
+# Rows of these variables follow the vocabulary, so keep_tokens slices them.
+VOCAB_VARIABLES = ("embeddings/word_embeddings", "cls/predictions/output_bias")
+
+
+def read_config(config_path=None, **overrides):
+    """Read ``bert_config.json`` and apply keyword overrides and defaults.
+
+    Example:
+        >>> config = read_config("checkpoints/simbert/bert_config.json")
+        >>> config = read_config(vocab_size=100, hidden_size=64, num_hidden_layers=2,
+        ...                      num_attention_heads=2, intermediate_size=128)
+    """
+    config = {}
+    if config_path is not None:
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"config file not found: {config_path}")
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config file {config_path} is not valid JSON: {error}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"config file {config_path} must hold a JSON object")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+    if missing:
+        where = f"config file {config_path}" if config_path else "the model configuration"
+        raise KeyError(f"{where} lacks required key(s): {', '.join(missing)}")
+    for key, value in CONFIG_DEFAULTS.items():
+        config.setdefault(key, value)
+    return config
+
+
+def resolve_checkpoint_path(checkpoint_path):
+    """Turn a checkpoint prefix or folder into the prefix TF reads.
+
+    Accepts ``.../bert_model.ckpt`` (the prefix), one of its files
+    (``.index`` / ``.data-*``) or the folder holding it.
+
+    Example:
+        >>> resolve_checkpoint_path("checkpoints/simbert/")  # '.../bert_model.ckpt'
+    """
+    path = str(checkpoint_path)
+    for suffix in (".index", ".meta"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    if ".data-" in os.path.basename(path):
+        path = path[: path.rindex(".data-")]
+    if os.path.isdir(path):
+        found = tf.train.latest_checkpoint(path)
+        if found is None:
+            candidates = sorted(f[:-6] for f in os.listdir(path) if f.endswith(".index"))
+            if not candidates:
+                raise FileNotFoundError(f"no TF checkpoint (*.index) in folder {path}")
+            found = os.path.join(path, candidates[0])
+        path = found
+    if not os.path.isfile(path + ".index"):
+        raise FileNotFoundError(
+            f"checkpoint not found: {checkpoint_path} (expected {path}.index and its .data files)"
+        )
+    return path
+
+
+def _get_attribute(obj, dotted):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Transformer:
+    """Builder for BERT / RoFormer Keras models (bert4keras's builder object).
+
+    Normally reached through :func:`build_transformer_model`; with
+    ``return_keras_model=False`` that function returns this object, whose
+    ``.model`` is the Keras model and whose attributes expose the layers
+    (``token_embedding``, ``blocks``, ``pooler``, ...) for cached decoding
+    and for pre-training heads.
+
+    Example:
+        >>> t = build_transformer_model(config_path, checkpoint_path, return_keras_model=False)
+        >>> t.model.summary(); t.save_weights_as_checkpoint("/tmp/out/bert_model.ckpt")
+    """
+
+    def __init__(
+        self,
+        config,
+        model="bert",
+        application="encoder",
+        with_pool=False,
+        with_mlm=False,
+        dropout_rate=None,
+        attention_dropout_rate=None,
+        name=None,
+    ):
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        if application not in APPLICATIONS:
+            raise ValueError(f"application must be one of {APPLICATIONS}, got {application!r}")
+        if with_pool not in (False, True, "tanh", "linear", None):
+            raise ValueError(f"with_pool must be False, True, 'tanh' or 'linear', got {with_pool!r}")
+        if with_mlm not in (False, True, "softmax", "linear", None):
+            raise ValueError(f"with_mlm must be False, True, 'softmax' or 'linear', got {with_mlm!r}")
+        self.config = dict(config)
+        self.model_type = model
+        self.application = application
+        self.with_pool = with_pool or False
+        self.with_mlm = with_mlm or (application == "unilm")
+        self.dropout_rate = (
+            config["hidden_dropout_prob"] if dropout_rate is None else dropout_rate
+        )
+        self.attention_dropout_rate = (
+            config["attention_probs_dropout_prob"]
+            if attention_dropout_rate is None
+            else attention_dropout_rate
+        )
+        self.name = name or model
+        self.model = None
+        self.token_embedding = self.segment_embedding = self.position_embedding = None
+        self.embedding_norm = self.attention_mask = self.pooler = None
+        self.mlm_transform = self.mlm_bias = None
+        self.blocks = []
+
+    # -- building -----------------------------------------------------------
+
+    def _initializer(self):
+        return keras.initializers.TruncatedNormal(stddev=self.config["initializer_range"])
+
+    def _make_layers(self):
+        c, init = self.config, self._initializer()
+        self.token_embedding = L.TokenEmbedding(
+            c["vocab_size"], c["hidden_size"], init, name="Embedding-Token"
+        )
+        self.segment_embedding = keras.layers.Embedding(
+            c["type_vocab_size"], c["hidden_size"], embeddings_initializer=init, name="Embedding-Segment"
+        )
+        if self.model_type == "bert":
+            self.position_embedding = L.PositionEmbedding(
+                c["max_position_embeddings"], init, name="Embedding-Position"
+            )
+        self.embedding_norm = keras.layers.LayerNormalization(
+            epsilon=L.LAYER_NORM_EPSILON, name="Embedding-Norm"
+        )
+        self.embedding_dropout = keras.layers.Dropout(self.dropout_rate, name="Embedding-Dropout")
+        mode = {"encoder": "padding", "unilm": "unilm", "lm": "lm"}[self.application]
+        self.attention_mask = L.AttentionMask(mode, name="Attention-Mask")
+        self.blocks = [
+            L.TransformerBlock(
+                c["num_attention_heads"],
+                c["intermediate_size"],
+                hidden_act=c["hidden_act"],
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                use_rope=self.model_type == "roformer",
+                kernel_initializer=init,
+                name=f"Transformer-{i}",
+            )
+            for i in range(c["num_hidden_layers"])
+        ]
+        if self.with_pool:
+            activation = "linear" if self.with_pool == "linear" else "tanh"
+            self.pooler = L.Pooler(c["hidden_size"], activation, init, name="Pooler-Dense")
+        if self.with_mlm:
+            self.mlm_transform = L.MLMTransform(c["hidden_act"], init, name="MLM-Transform")
+            activation = "linear" if self.with_mlm == "linear" else "softmax"
+            self.mlm_bias = L.MLMBias(c["vocab_size"], activation, name="MLM-Bias")
+
+    def embed(self, token_ids, segment_ids, start_index=0, training=None):
+        """Embedding output (token + segment [+ position], LayerNorm, dropout).
+
+        Example:
+            >>> h = transformer.embed(token_ids, segment_ids, start_index=5)
+        """
+        x = self.token_embedding(token_ids)
+        x = x + self.segment_embedding(segment_ids)
+        if self.position_embedding is not None:
+            x = self.position_embedding(x, start_index=start_index)
+        x = self.embedding_norm(x)
+        return self.embedding_dropout(x, training=training)
+
+    def heads(self, sequence_output):
+        """Apply the pooler / MLM heads; returns the outputs in bert4keras order."""
+        outputs = []
+        if self.pooler is not None:
+            outputs.append(self.pooler(sequence_output))
+        if self.mlm_transform is not None:
+            logits = self.token_embedding(self.mlm_transform(sequence_output), reverse=True)
+            outputs.append(self.mlm_bias(logits))
+        if not outputs:
+            return sequence_output
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def build(self):
+        """Create the layers and the functional Keras model (``self.model``)."""
+        self._make_layers()
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="Input-Token")
+        segment_ids = keras.Input(shape=(None,), dtype="int32", name="Input-Segment")
+        mask = self.attention_mask([token_ids, segment_ids])
+        x = self.embed(token_ids, segment_ids)
+        for block in self.blocks:
+            x = block(x, attention_mask=mask)
+        self.model = keras.Model([token_ids, segment_ids], self.heads(x), name=self.name)
+        return self.model
+
+    @classmethod
+    def from_model(cls, model):
+        """Recover the builder view of a Keras model built (or reloaded) by bert4sim.
+
+        Example:
+            >>> t = Transformer.from_model(keras.models.load_model("m.keras"))
+        """
+        names = {layer.name: layer for layer in model.layers}
+        if "Embedding-Token" not in names or "Transformer-0" not in names:
+            raise ValueError(
+                f"model {model.name!r} was not built by bert4sim.build_transformer_model "
+                "(no 'Embedding-Token' / 'Transformer-0' layers)"
+            )
+        blocks = []
+        while f"Transformer-{len(blocks)}" in names:
+            blocks.append(names[f"Transformer-{len(blocks)}"])
+        first, token = blocks[0], names["Embedding-Token"]
+        position = names.get("Embedding-Position")
+        config = {
+            "vocab_size": token.input_dim,
+            "hidden_size": token.output_dim,
+            "num_hidden_layers": len(blocks),
+            "num_attention_heads": first.num_heads,
+            "intermediate_size": first.intermediate_size,
+            "hidden_act": first.hidden_act,
+            "max_position_embeddings": position.max_length if position else 512,
+            "type_vocab_size": names["Embedding-Segment"].input_dim,
+            "hidden_dropout_prob": first.dropout_rate,
+            "attention_probs_dropout_prob": first.attention_dropout_rate,
+            "initializer_range": CONFIG_DEFAULTS["initializer_range"],
+        }
+        mode = names["Attention-Mask"].mode
+        pooler, mlm_bias = names.get("Pooler-Dense"), names.get("MLM-Bias")
+        self = cls(
+            config,
+            model="bert" if position is not None else "roformer",
+            application={"padding": "encoder", "unilm": "unilm", "lm": "lm"}[mode],
+            with_pool=False if pooler is None else pooler.activation,
+            with_mlm=False if mlm_bias is None else mlm_bias.activation,
+            name=model.name,
+        )
+        self.model = model
+        self.token_embedding, self.position_embedding = token, position
+        self.segment_embedding = names["Embedding-Segment"]
+        self.embedding_norm = names["Embedding-Norm"]
+        self.embedding_dropout = names["Embedding-Dropout"]
+        self.attention_mask, self.blocks, self.pooler = names["Attention-Mask"], blocks, pooler
+        self.mlm_transform, self.mlm_bias = names.get("MLM-Transform"), mlm_bias
+        return self
+
+    # -- checkpoint IO --------------------------------------------------------
+
+    def variable_mapping(self):
+        """``{checkpoint name (without prefix): Keras variable}`` for this model.
+
+        Example:
+            >>> sorted(t.variable_mapping())[:2]
+            ['cls/predictions/output_bias', 'cls/predictions/transform/LayerNorm/beta']
+        """
+        layers = {layer.name: layer for layer in self.model.layers}
+        mapping = {}
+        for name, layer_name, attribute in EMBEDDING_VARIABLES + HEAD_VARIABLES:
+            if layer_name in layers:
+                mapping[name] = _get_attribute(layers[layer_name], attribute)
+        for i, block in enumerate(self.blocks):
+            for name, attribute in BLOCK_VARIABLES:
+                mapping[name.format(i=i)] = _get_attribute(block, attribute)
+        return mapping
+
+    def load_weights_from_checkpoint(
+        self, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None
+    ):
+        """Load a Google-format checkpoint into the model.
+
+        ``keep_tokens`` selects vocabulary rows of the embedding and MLM bias;
+        ``allow_missing_heads`` tolerates a checkpoint without the pooler or
+        MLM head (those weights keep their random initialisation, with a
+        warning); ``prefix`` is the variable scope (``"bert"`` by default,
+        detected automatically when the checkpoint uses e.g. ``"roformer"``).
+
+        Example:
+            >>> t.load_weights_from_checkpoint("checkpoints/simbert/bert_model.ckpt")
+        """
+        path = resolve_checkpoint_path(checkpoint_path)
+        reader = tf.train.load_checkpoint(path)
+        shapes = reader.get_variable_to_shape_map()
+        prefix = prefix or _detect_prefix(shapes, path)
+        problems, skipped = [], []
+        for name, variable in self.variable_mapping().items():
+            full_name = f"{prefix}/{name}" if not name.startswith("cls/") else name
+            if full_name not in shapes:
+                if allow_missing_heads and name.startswith(HEAD_PREFIXES):
+                    skipped.append(full_name)
+                    continue
+                hint = (
+                    " (pass allow_missing_heads=True to keep a random head)"
+                    if name.startswith(HEAD_PREFIXES)
+                    else ""
+                )
+                problems.append(f"variable {full_name} is missing from checkpoint {path}{hint}")
+                continue
+            value = reader.get_tensor(full_name)
+            if keep_tokens is not None and name in VOCAB_VARIABLES:
+                value = _select_rows(value, keep_tokens, full_name)
+            if tuple(value.shape) != tuple(variable.shape):
+                problems.append(
+                    f"shape mismatch for {full_name}: checkpoint has {tuple(value.shape)}, "
+                    f"model expects {tuple(variable.shape)}"
+                )
+                continue
+            variable.assign(value.astype(variable.dtype))
+        if problems:
+            raise ValueError("cannot load checkpoint:\n  " + "\n  ".join(problems))
+        if skipped:
+            import warnings
+
+            warnings.warn(f"checkpoint {path} has no {', '.join(skipped)}; kept random initial values")
+        return self
+
+    def save_weights_as_checkpoint(self, checkpoint_path, config_path=None, prefix="bert"):
+        """Save the weights as a Google-format checkpoint (+ ``bert_config.json``).
+
+        The result loads with :func:`build_transformer_model` and with
+        bert4keras. ``config_path`` defaults to ``bert_config.json`` beside
+        the checkpoint.
+
+        Example:
+            >>> t.save_weights_as_checkpoint("out/bert_model.ckpt")
+        """
+        arrays = {}
+        for name, variable in self.variable_mapping().items():
+            full_name = f"{prefix}/{name}" if not name.startswith("cls/") else name
+            arrays[full_name] = keras.ops.convert_to_numpy(variable).astype("float32")
+        write_checkpoint(checkpoint_path, arrays)
+        if config_path is None:
+            config_path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "bert_config.json")
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump(self.config, f, indent=2, ensure_ascii=False)
+        return checkpoint_path
+
+
+def _detect_prefix(shapes, path):
+    for prefix in ("bert", "roformer"):
+        if f"{prefix}/embeddings/word_embeddings" in shapes:
+            return prefix
+    roots = sorted({name.split("/")[0] for name in shapes})
+    raise ValueError(
+        f"checkpoint {path} has no '<prefix>/embeddings/word_embeddings' variable "
+        f"(top-level scopes found: {roots}); pass prefix=... if it uses another scope"
+    )
+
+
+def _select_rows(value, keep_tokens, name):
+    keep = np.asarray(keep_tokens)
+    if keep.ndim != 1 or not np.issubdtype(keep.dtype, np.integer):
+        raise ValueError(f"keep_tokens must be a flat list of integer ids, got shape {keep.shape}")
+    bad = keep[(keep < 0) | (keep >= value.shape[0])]
+    if bad.size:
+        raise ValueError(
+            f"keep_tokens index {int(bad[0])} is out of range for {name} "
+            f"with {value.shape[0]} rows"
+        )
+    return value[keep]
+
+
+def build_transformer_model(
+    config_path=None,
+    checkpoint_path=None,
+    model="bert",
+    application="encoder",
+    with_pool=False,
+    with_mlm=False,
+    keep_tokens=None,
+    return_keras_model=True,
+    allow_missing_heads=False,
+    checkpoint_prefix=None,
+    **kwargs,
+):
+    """Build a BERT or RoFormer model and optionally load a Google checkpoint.
+
+    The bert4keras signature: inputs are ``[token_ids, segment_ids]``;
+    outputs are the sequence output, or the pooled vector (``with_pool``),
+    or MLM probabilities (``with_mlm``; ``application='unilm'`` implies it),
+    or ``[pooled, mlm]``. Keyword arguments override or supply config keys
+    (``vocab_size``, ``hidden_size``, ...), plus ``dropout_rate``,
+    ``attention_dropout_rate`` and ``name``.
+
+    Example:
+        >>> encoder = build_transformer_model(
+        ...     "simbert/bert_config.json", "simbert/bert_model.ckpt",
+        ...     with_pool="linear", application="unilm", keep_tokens=keep_tokens)
+        >>> tiny = build_transformer_model(vocab_size=100, hidden_size=64,
+        ...     num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    """
+    builder_keys = {"dropout_rate", "attention_dropout_rate", "name"}
+    builder_args = {k: kwargs.pop(k) for k in list(kwargs) if k in builder_keys}
+    config = read_config(config_path, **kwargs)
+    if keep_tokens is not None:
+        config["vocab_size"] = len(keep_tokens)
+    transformer = Transformer(
+        config,
+        model=model,
+        application=application,
+        with_pool=with_pool,
+        with_mlm=with_mlm,
+        **builder_args,
+    )
+    transformer.build()
+    if checkpoint_path is not None:
+        transformer.load_weights_from_checkpoint(
+            checkpoint_path,
+            keep_tokens=keep_tokens,
+            allow_missing_heads=allow_missing_heads,
+            prefix=checkpoint_prefix,
+        )
+    return transformer.model if return_keras_model else transformer
+
+
+def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert"):
+    """Save a bert4sim Keras model (or builder) as a Google-format checkpoint.
+
+    Example:
+        >>> save_checkpoint(encoder, "checkpoints/demo/bert_model.ckpt")
+    """
+    transformer = model if isinstance(model, Transformer) else Transformer.from_model(model)
+    return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix)
