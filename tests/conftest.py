@@ -1,0 +1,7 @@
+"""Shared test set-up: quiet TensorFlow, Keras on the TF backend, tests/ importable."""
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(__file__))
