@@ -1,0 +1,464 @@
+"""BERT WordPiece tokenizer with bert4keras semantics (ids identical to bert4keras).
+
+Pure Python, no TensorFlow. Character classes are cached per character, so
+long corpora tokenize faster than bert4keras's character-by-character
+string building while giving the same tokens.
+"""
+import os
+import re
+import unicodedata
+from collections import Counter
+
+from bert4sim.snippets import truncate_sequences
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+REQUIRED_TOKENS = ("[CLS]", "[SEP]", "[UNK]")
+
+# Full-width and CJK punctuation after which decode() puts no space.
+CJK_PUNCTUATION = (
+    "\uff02\uff03\uff04\uff05\uff06\uff07\uff08\uff09\uff0a\uff0b\uff0c\uff0d\uff0f\uff1a"
+    "\uff1b\uff1c\uff1d\uff1e\uff20\uff3b\uff3c\uff3d\uff3e\uff3f\uff40\uff5b\uff5c\uff5d"
+    "\uff5e\uff5f\uff60\uff62\uff63\uff64\u3000\u3001\u3003\u3008\u3009\u300a\u300b\u300c"
+    "\u300d\u300e\u300f\u3010\u3011\u3014\u3015\u3016\u3017\u3018\u3019\u301a\u301b\u301c"
+    "\u301d\u301e\u301f\u3030\u303e\u303f\u2013\u2014\u2018\u2019\u201b\u201c\u201d\u201e"
+    "\u201f\u2026\u2027\ufe4f\ufe51\ufe54\u00b7\uff01\uff1f\uff61\u3002"
+)
+_NO_SPACE_AFTER = re.compile("(%s) " % "|".join(re.escape(p) for p in CJK_PUNCTUATION + "+-/={(<["))
+
+
+def is_cjk_character(ch):
+    """True for CJK unified ideographs (and their extensions / compatibility blocks).
+
+    Example:
+        >>> is_cjk_character("中"), is_cjk_character("a")
+        (True, False)
+    """
+    code = ord(ch)
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0x20000 <= code <= 0x2A6DF
+        or 0x2A700 <= code <= 0x2B73F
+        or 0x2B740 <= code <= 0x2B81F
+        or 0x2B820 <= code <= 0x2CEAF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x2F800 <= code <= 0x2FA1F
+    )
+
+
+def is_punctuation(ch):
+    """True for ASCII symbols/punctuation and every Unicode ``P*`` character.
+
+    Example:
+        >>> is_punctuation("，"), is_punctuation("$"), is_punctuation("a")
+        (True, True, False)
+    """
+    code = ord(ch)
+    return (
+        33 <= code <= 47
+        or 58 <= code <= 64
+        or 91 <= code <= 96
+        or 123 <= code <= 126
+        or unicodedata.category(ch).startswith("P")
+    )
+
+
+def is_space(ch):
+    """Whitespace as BERT sees it: space, \\n, \\r, \\t and category Zs."""
+    return ch in " \n\r\t" or unicodedata.category(ch) == "Zs"
+
+
+def is_control(ch):
+    """Control / format characters (Cc, Cf), which the tokenizer drops."""
+    return unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def is_special(token):
+    """``[XXX]`` tokens such as ``[CLS]``, which decode() leaves out."""
+    return bool(token) and token[0] == "[" and token[-1] == "]"
+
+
+def stem(token):
+    """The token without its ``##`` continuation prefix."""
+    return token[2:] if token[:2] == "##" else token
+
+
+def is_redundant(token):
+    """A token the tokenizer can never produce (multi-char containing CJK or punctuation)."""
+    return len(token) > 1 and any(is_cjk_character(c) or is_punctuation(c) for c in stem(token))
+
+
+def lowercase_and_normalize(text):
+    """Lowercase, NFD-decompose and drop combining marks (accents).
+
+    Example:
+        >>> lowercase_and_normalize("Héllo")
+        'hello'
+    """
+    text = unicodedata.normalize("NFD", text.lower())
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
+
+
+# Character classes for the scanner; cached because corpora repeat characters.
+_SPLIT, _SPACE, _DROP, _KEEP = 0, 1, 2, 3
+_CHAR_CLASS = {}
+
+
+def _char_class(ch):
+    kind = _CHAR_CLASS.get(ch)
+    if kind is None:
+        if is_punctuation(ch) or is_cjk_character(ch):
+            kind = _SPLIT
+        elif is_space(ch):
+            kind = _SPACE
+        elif ord(ch) == 0 or ord(ch) == 0xFFFD or is_control(ch):
+            kind = _DROP
+        elif ch.isspace():  # e.g. U+2028: not BERT whitespace, but str.split() splits there
+            kind = _SPACE
+        else:
+            kind = _KEEP
+        _CHAR_CLASS[ch] = kind
+    return kind
+
+
+def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
+    """Read a BERT ``vocab.txt`` into ``{token: id}`` (ids by line order).
+
+    With ``simplified=True``, tokens the tokenizer can never produce are
+    dropped and ``(token_dict, keep_tokens)`` is returned, ``keep_tokens``
+    being the original ids of the kept tokens (pass it to
+    ``build_transformer_model(keep_tokens=...)``); ``startswith`` tokens come
+    first, in the given order.
+
+    Example:
+        >>> token_dict, keep_tokens = load_vocab("vocab.txt", simplified=True,
+        ...     startswith=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    """
+    if not os.path.isfile(dict_path):
+        raise FileNotFoundError(f"vocab file not found: {dict_path}")
+    token_dict = {}
+    with open(dict_path, encoding=encoding) as reader:
+        for line_number, line in enumerate(reader, 1):
+            fields = line.split()
+            token = fields[0] if fields else line.strip()
+            if token in token_dict:
+                raise ValueError(
+                    f"{dict_path}:{line_number}: duplicate token {token!r} "
+                    f"(first on line {token_dict[token] + 1})"
+                )
+            token_dict[token] = len(token_dict)
+    if not simplified:
+        return token_dict
+    new_dict, keep_tokens = {}, []
+    for token in startswith or []:
+        if token not in token_dict:
+            raise ValueError(f"startswith token {token!r} is not in vocab {dict_path}")
+        new_dict[token] = len(new_dict)
+        keep_tokens.append(token_dict[token])
+    for token, index in token_dict.items():
+        if token not in new_dict and not is_redundant(token):
+            new_dict[token] = len(new_dict)
+            keep_tokens.append(index)
+    return new_dict, keep_tokens
+
+
+def save_vocab(dict_path, token_dict, encoding="utf-8"):
+    """Write ``{token: id}`` as a vocab.txt, one token a line in id order.
+
+    Example:
+        >>> save_vocab("out/vocab.txt", tokenizer.token_dict)
+    """
+    with open(dict_path, "w", encoding=encoding) as writer:
+        for token, _ in sorted(token_dict.items(), key=lambda item: item[1]):
+            writer.write(token + "\n")
+
+
+class Tokenizer:
+    """BERT tokenizer with bert4keras's behaviour and API.
+
+    ``token_dict`` is a vocab path or a ``{token: id}`` dict. With
+    ``do_lower_case`` text is lowercased and accents stripped. CJK characters
+    and punctuation become tokens of their own, the rest goes through
+    WordPiece (``##`` continuations, a word that cannot be matched becomes
+    ``[UNK]``). ``pre_tokenize`` (e.g. ``lambda s: jieba.cut(s, HMM=False)``)
+    splits the text first; a piece found in the vocab stays whole.
+
+    Example:
+        >>> tokenizer = Tokenizer("vocab.txt", do_lower_case=True)
+        >>> token_ids, segment_ids = tokenizer.encode("你好", "hello world", maxlen=32)
+        >>> tokenizer.decode(token_ids)
+    """
+
+    def __init__(
+        self,
+        token_dict,
+        do_lower_case=False,
+        pre_tokenize=None,
+        token_start="[CLS]",
+        token_end="[SEP]",
+        word_maxlen=200,
+        token_translate=None,
+    ):
+        if isinstance(token_dict, (str, os.PathLike)):
+            token_dict = load_vocab(os.fspath(token_dict))
+        if not isinstance(token_dict, dict):
+            raise TypeError(f"token_dict must be a vocab path or a dict, got {type(token_dict).__name__}")
+        missing = [t for t in REQUIRED_TOKENS if t not in token_dict]
+        missing += [t for t in (token_start, token_end) if t and t not in token_dict and t not in missing]
+        if missing:
+            raise ValueError(f"vocabulary lacks required special token(s): {', '.join(missing)}")
+        if len(set(token_dict.values())) != len(token_dict):
+            raise ValueError("vocabulary maps several tokens to the same id")
+        self._token_dict = token_dict
+        self._token_dict_inv = {index: token for token, index in token_dict.items()}
+        self._vocab_size = len(token_dict)
+        self._do_lower_case = do_lower_case
+        self._pre_tokenize = pre_tokenize
+        self._word_maxlen = word_maxlen
+        self._token_translate = token_translate or {}
+        self._token_pad, self._token_unk, self._token_mask = "[PAD]", "[UNK]", "[MASK]"
+        self._token_start, self._token_end = token_start, token_end
+        for name in ("pad", "unk", "mask", "start", "end"):
+            token = getattr(self, f"_token_{name}")
+            setattr(self, f"_token_{name}_id", token_dict.get(token))
+
+    # -- vocabulary -------------------------------------------------------------
+
+    @property
+    def token_dict(self):
+        """The ``{token: id}`` vocabulary."""
+        return self._token_dict
+
+    @property
+    def vocab_size(self):
+        return self._vocab_size
+
+    def token_to_id(self, token):
+        """Id of ``token``; ``[UNK]``'s id when it is not in the vocabulary."""
+        return self._token_dict.get(token, self._token_unk_id)
+
+    def tokens_to_ids(self, tokens):
+        return [self._token_dict.get(token, self._token_unk_id) for token in tokens]
+
+    def id_to_token(self, index):
+        """Token of ``index``; raises ``IndexError`` naming the id when out of range."""
+        try:
+            return self._token_dict_inv[index]
+        except KeyError:
+            raise IndexError(f"token id {index} is not in the vocabulary (size {self._vocab_size})") from None
+
+    def ids_to_tokens(self, ids):
+        return [self.id_to_token(int(index)) for index in ids]
+
+    # -- tokenizing ---------------------------------------------------------------
+
+    def tokenize(self, text, maxlen=None):
+        """``[CLS] tokens [SEP]``, truncated from the end (keeping ``[SEP]``) to ``maxlen``.
+
+        Example:
+            >>> tokenizer.tokenize("你好 world")
+            ['[CLS]', '你', '好', 'world', '[SEP]']
+        """
+        tokens = [self._token_translate.get(t) or t for t in self._tokenize(text)]
+        if self._token_start is not None:
+            tokens.insert(0, self._token_start)
+        if self._token_end is not None:
+            tokens.append(self._token_end)
+        if maxlen is not None:
+            truncate_sequences(maxlen, -(int(self._token_end is not None) + 1), tokens)
+        return tokens
+
+    def encode(self, first_text, second_text=None, maxlen=None):
+        """``(token_ids, segment_ids)`` for one text or a pair.
+
+        A pair is ``[CLS] first [SEP] second [SEP]`` with segment ids 0 then 1.
+        With ``maxlen``, tokens are removed from the end of the longer part
+        (the first on ties), never the final ``[SEP]``, as bert4keras does.
+
+        Example:
+            >>> tokenizer.encode("今天天气不错", "天气很好", maxlen=8)
+        """
+        first_tokens = self._as_tokens(first_text, "first_text")
+        second_tokens = None if second_text is None else self._as_tokens(second_text, "second_text")
+        if maxlen is not None:
+            shortest = 2 if second_tokens is None else 3
+            if maxlen < shortest:
+                raise ValueError(
+                    f"maxlen must be at least {shortest} ([CLS], [SEP]"
+                    f"{'' if second_tokens is None else ', [SEP]'}), got {maxlen}"
+                )
+            index = -int(self._token_end is not None) - 1
+            if second_tokens is not None:
+                maxlen += 1  # the second part's [CLS] is dropped below
+            truncate_sequences(maxlen, index, first_tokens, second_tokens)
+        token_ids = self.tokens_to_ids(first_tokens)
+        segment_ids = [0] * len(token_ids)
+        if second_tokens is not None:
+            second_ids = self.tokens_to_ids(second_tokens[int(bool(self._token_start)):])
+            token_ids.extend(second_ids)
+            segment_ids.extend([1] * len(second_ids))
+        return token_ids, segment_ids
+
+    def _as_tokens(self, text, name):
+        if isinstance(text, str):
+            return self.tokenize(text)
+        if isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+            return list(text)
+        raise TypeError(f"{name} must be a str (or a list of tokens), got {type(text).__name__}")
+
+    def decode(self, ids, tokens=None):
+        """Readable text: no spaces between CJK characters, spaces between words, ``##`` joined.
+
+        Example:
+            >>> tokenizer.decode(tokenizer.encode("我爱 NLP 和 deep learning")[0])
+            '我爱nlp和deep learning'
+        """
+        tokens = tokens or self.ids_to_tokens(ids)
+        tokens = [token for token in tokens if not is_special(token)]
+        text = ""
+        for i, token in enumerate(tokens):
+            if token[:2] == "##":
+                text += token[2:]
+            elif len(token) == 1 and is_cjk_character(token):
+                text += token
+            elif len(token) == 1 and is_punctuation(token):
+                text += token + " "
+            elif i > 0 and text and is_cjk_character(text[-1]):
+                text += token
+            else:
+                text += " " + token
+        text = re.sub(" +", " ", text)
+        text = re.sub("' (re|m|s|t|ve|d|ll) ", "'\\1 ", text)
+        text = _NO_SPACE_AFTER.sub("\\1", text)
+        text = re.sub(r"(\d\.) (\d)", "\\1\\2", text)
+        return text.strip()
+
+    def _tokenize(self, text, pre_tokenize=True):
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if self._do_lower_case:
+            text = lowercase_and_normalize(text)
+        if pre_tokenize and self._pre_tokenize is not None:
+            tokens = []
+            for piece in self._pre_tokenize(text):
+                if piece in self._token_dict:
+                    tokens.append(piece)
+                else:
+                    tokens.extend(self._tokenize(piece, False))
+            return tokens
+        words, current = [], []
+        for ch in text:
+            kind = _char_class(ch)
+            if kind == _KEEP:
+                current.append(ch)
+                continue
+            if kind == _DROP:  # dropped characters do not split words
+                continue
+            if current:
+                words.append("".join(current))
+                current = []
+            if kind == _SPLIT:
+                words.append(ch)
+        if current:
+            words.append("".join(current))
+        tokens = []
+        vocab = self._token_dict
+        for word in words:
+            if word in vocab:
+                tokens.append(word)
+            else:
+                tokens.extend(self._word_piece_tokenize(word))
+        return tokens
+
+    def _word_piece_tokenize(self, word):
+        if len(word) > self._word_maxlen:
+            return [word]
+        vocab, tokens, start = self._token_dict, [], 0
+        while start < len(word):
+            end = len(word)
+            while end > start:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in vocab:
+                    break
+                end -= 1
+            if start == end:
+                return [word]
+            tokens.append(piece)
+            start = end
+        return tokens
+
+    def rematch(self, text, tokens):
+        """For each token, the list of character offsets in ``text`` it came from.
+
+        Special tokens map to ``[]``.
+
+        Example:
+            >>> tokens = tokenizer.tokenize("Hello 世界")
+            >>> tokenizer.rematch("Hello 世界", tokens)
+            [[], [0, 1, 2, 3, 4], [6], [7], []]
+        """
+        if self._do_lower_case:
+            text = text.lower()
+        normalized, char_mapping = [], []
+        for i, ch in enumerate(text):
+            if self._do_lower_case:
+                ch = lowercase_and_normalize(ch)
+            ch = "".join(c for c in ch if not (ord(c) == 0 or ord(c) == 0xFFFD or is_control(c)))
+            normalized.append(ch)
+            char_mapping.extend([i] * len(ch))
+        normalized = "".join(normalized)
+        mapping, offset = [], 0
+        for token in tokens:
+            if is_special(token):
+                mapping.append([])
+                continue
+            piece = stem(token)
+            start = normalized.find(piece, offset)
+            if start < 0:
+                raise ValueError(f"token {token!r} does not occur in the text after offset {offset}")
+            end = start + len(piece)
+            mapping.append(char_mapping[start:end])
+            offset = end
+        return mapping
+
+
+def build_vocab(corpus, min_count=1, max_size=None, pre_tokenize=None, do_lower_case=True,
+                special_tokens=SPECIAL_TOKENS, always_include=""):
+    """Build a word + character vocabulary from texts (for word-level models).
+
+    Every character of the corpus is kept (with a ``##`` continuation for
+    non-CJK characters), so any text of the corpus tokenizes without
+    ``[UNK]``; words produced by
+    ``pre_tokenize`` (e.g. jieba) that occur at least ``min_count`` times and
+    are longer than one character are added, most frequent first, up to
+    ``max_size`` tokens in all. Returns ``{token: id}``.
+
+    Example:
+        >>> import jieba
+        >>> vocab = build_vocab(texts, pre_tokenize=lambda s: jieba.lcut(s, HMM=False), min_count=2)
+        >>> tokenizer = Tokenizer(vocab, pre_tokenize=lambda s: jieba.lcut(s, HMM=False))
+    """
+    chars, words = Counter(always_include), Counter()
+    for text in corpus:
+        if do_lower_case:
+            text = lowercase_and_normalize(text)
+        for ch in text:
+            if _char_class(ch) in (_SPLIT, _KEEP):
+                chars[ch] += 1
+        if pre_tokenize is not None:
+            for word in pre_tokenize(text):
+                word = word.strip()
+                if len(word) > 1 and not any(_char_class(c) != _KEEP and not is_cjk_character(c) for c in word):
+                    words[word] += 1
+    vocab = {token: i for i, token in enumerate(special_tokens)}
+    ranked_chars = [ch for ch, _ in sorted(chars.items(), key=lambda item: (-item[1], item[0]))]
+    for ch in ranked_chars:
+        vocab.setdefault(ch, len(vocab))
+    for ch in ranked_chars:  # WordPiece continuations, so unseen words split into characters
+        if _char_class(ch) == _KEEP:
+            vocab.setdefault("##" + ch, len(vocab))
+    for word, count in sorted(words.items(), key=lambda item: (-item[1], item[0])):
+        if count < min_count or (max_size is not None and len(vocab) >= max_size):
+            break
+        vocab.setdefault(word, len(vocab))
+    return vocab
