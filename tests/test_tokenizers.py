@@ -49,6 +49,19 @@ def test_ids_match_bert4keras(vocab_path):
             assert segment_ids == entry["segment_ids"]
 
 
+def test_known_differences_from_transformers_follow_bert4keras(vocab_path):
+    # Where the two references disagree, bert4keras wins: private-use characters are kept
+    # (and become [UNK]), literal "[MASK]" in the text is split like any other text, and
+    # words over 100 characters are WordPiece-split (the default word_maxlen is 200).
+    tokenizer = Tokenizer(vocab_path, do_lower_case=True)
+    for entry in FIXTURE["differences"]:
+        assert entry["transformers"] != entry["bert4keras"]
+        assert tokenizer.encode(entry["text"])[0] == entry["bert4keras"], entry["text"]
+    differing = [hf["text"] for hf, b4k in zip(FIXTURE["transformers"], FIXTURE["bert4keras"])
+                 if hf["token_ids"] != b4k["token_ids"]]
+    assert differing == ["x" * 120]
+
+
 def test_basic_tokenization_rules():
     tokenizer = Tokenizer(small_vocab(), do_lower_case=True)
     assert tokenizer.tokenize("Hello, WORLDs!") == ["[CLS]", "hello", ",", "world", "##s", "!", "[SEP]"]
