@@ -1,9 +1,4 @@
-"""bert4keras-compatible helpers: padding, truncation, batching, text splitting.
-
-``AutoRegressiveDecoder`` (bert4keras's decoding base class) lives in
-:mod:`bert4sim.generation` and is re-exported here, so
-``from bert4sim.snippets import AutoRegressiveDecoder`` works as it did.
-"""
+"""bert4keras-compatible helpers: padding, truncation, batching, text splitting."""
 import numpy as np
 
 
@@ -157,12 +152,6 @@ class DataGenerator:
                 yield batch
 
 
-_END = object()
+_END = object()  # sentinel for DataGenerator's look-ahead over a plain iterator
 
-
-def __getattr__(name):
-    if name == "AutoRegressiveDecoder":
-        from bert4sim.generation import AutoRegressiveDecoder
-
-        return AutoRegressiveDecoder
-    raise AttributeError(f"module 'bert4sim.snippets' has no attribute {name!r}")
+# ---- end of the data helpers; AutoRegressiveDecoder (adapter over generation.py) goes below ----
