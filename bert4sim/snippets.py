@@ -155,3 +155,12 @@ class DataGenerator:
 _END = object()  # sentinel for DataGenerator's look-ahead over a plain iterator
 
 # ---- end of the data helpers; AutoRegressiveDecoder (adapter over generation.py) goes below ----
+
+
+def __getattr__(name):
+    # bert4keras kept AutoRegressiveDecoder in snippets; it lives in generation.py here.
+    if name == "AutoRegressiveDecoder":
+        from bert4sim.generation import AutoRegressiveDecoder
+
+        return AutoRegressiveDecoder
+    raise AttributeError(f"module 'bert4sim.snippets' has no attribute {name!r}")
