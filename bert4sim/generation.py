@@ -32,6 +32,15 @@ def _sample_rows(probas, rng):
     return np.minimum((cumulative < draws).sum(axis=1), probas.shape[1] - 1)
 
 
+def _top_k_indices(scores, k):
+    """Indices of the k largest scores per row, largest first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part.sort(axis=1)  # ties then resolve by index, whatever argpartition returned
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 class AutoRegressiveDecoder:
     """bert4keras-compatible decoding base class.
 
@@ -129,7 +138,7 @@ class AutoRegressiveDecoder:
             if step == 0:
                 inputs = [np.repeat(i, topk, axis=0) for i in inputs]
             scores = output_scores.reshape((-1, 1)) + scores
-            indices = np.argsort(-scores, axis=None, kind="stable")[:topk]
+            indices = _top_k_indices(scores.reshape(1, -1), topk)[0]
             parents, tokens = indices // scores.shape[1], indices % scores.shape[1]
             output_ids = np.concatenate([output_ids[parents], tokens[:, None]], 1)
             output_scores = scores.reshape(-1)[indices]
@@ -172,7 +181,7 @@ class AutoRegressiveDecoder:
                 states = self.select_rows(states, np.zeros(n, dtype=int))
             candidates = None
             if topk is not None:
-                candidates = np.argsort(-probas, axis=1, kind="stable")[:, :topk]
+                candidates = _top_k_indices(probas, topk)
                 probas = np.take_along_axis(probas, candidates, axis=1)
                 probas /= probas.sum(axis=1, keepdims=True)
             if topp is not None:
@@ -246,13 +255,13 @@ class CachedDecoder(AutoRegressiveDecoder):
         pattern = t.attention_mask([token_ids, segment_ids])  # [B, P, P], padding included
         mask = ops.pad(pattern, [[0, 0], [0, 0], [0, cache_length - length]], constant_values=False)
         x = t.embed(token_ids, segment_ids)
-        empty = ops.zeros((batch, 2, cache_length, self.num_heads, self.head_size), dtype=x.dtype)
+        empty = ops.zeros((batch, self.num_heads, cache_length, self.head_size), dtype=x.dtype)
         caches = []
         for block in t.blocks:
-            x, cache = block(x, attention_mask=mask, cache=empty, cache_update_index=0)
+            x, cache = block(x, attention_mask=mask, cache=(empty, empty), cache_update_index=0)
             caches.append(cache)
         key_valid = ops.pad(ops.not_equal(token_ids, 0), [[0, 0], [0, cache_length - length]], constant_values=True)
-        return self._logits(x[:, -1:])[:, 0], ops.stack(caches), key_valid
+        return self._logits(x[:, -1:])[:, 0], caches, key_valid
 
     def _step_graph(self, token_ids, caches, index, key_valid):
         t = self.transformer
@@ -264,7 +273,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         for i, block in enumerate(t.blocks):
             x, cache = block(x, attention_mask=mask, cache=caches[i], cache_update_index=index)
             new_caches.append(cache)
-        return self._logits(x)[:, 0], ops.stack(new_caches)
+        return self._logits(x)[:, 0], new_caches
 
     # -- decoder protocol --------------------------------------------------------------
 
@@ -303,8 +312,8 @@ class CachedDecoder(AutoRegressiveDecoder):
         rows = tf.constant(np.asarray(rows, dtype="int32"))
         return {
             **states,
-            "caches": tf.gather(states["caches"], rows, axis=1),
-            "key_valid": tf.gather(states["key_valid"], rows, axis=0),
+            "caches": [(tf.gather(k, rows), tf.gather(v, rows)) for k, v in states["caches"]],
+            "key_valid": tf.gather(states["key_valid"], rows),
         }
 
 

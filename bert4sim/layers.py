@@ -343,20 +343,27 @@ class MultiHeadAttention(keras.layers.Layer):
         if self.use_rope:
             q = rotary_position_embedding(q, ops.arange(ops.shape(q)[1]) + start)
             k = rotary_position_embedding(k, ops.arange(ops.shape(k)[1]) + start)
+        # Heads first ([batch, heads, length, head_size]): both attention products are
+        # then plain batched matmuls, and cached keys/values need no transposing per step.
+        q, k, v = (ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))
         if cache is not None:
             if cache_update_index is None:
                 raise ValueError("cache_update_index is required when a cache is given")
-            index = [0, cache_update_index, 0, 0]
-            k = ops.slice_update(cache[:, 0], index, ops.cast(k, cache.dtype))
-            v = ops.slice_update(cache[:, 1], index, ops.cast(v, cache.dtype))
-            cache = ops.stack([k, v], axis=1)
-        logits = ops.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_size)
+            # A (keys, values) pair avoids the copies of slicing/stacking one buffer.
+            split = isinstance(cache, (tuple, list))
+            key_cache, value_cache = cache if split else (cache[:, 0], cache[:, 1])
+            index = [0, 0, cache_update_index, 0]
+            k = ops.slice_update(key_cache, index, ops.cast(k, key_cache.dtype))
+            v = ops.slice_update(value_cache, index, ops.cast(v, value_cache.dtype))
+            cache = (k, v) if split else ops.stack([k, v], axis=1)
+        logits = ops.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(self.head_size)
         logits = ops.cast(logits, "float32")
         if attention_mask is not None:
             logits = ops.where(ops.expand_dims(attention_mask, 1), logits, MASKED_LOGIT)
         probs = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
         probs = self.dropout(probs, training=training)
-        context = ops.einsum("bhqk,bkhd->bqhd", probs, ops.cast(v, self.compute_dtype))
+        context = ops.einsum("bhqk,bhkd->bhqd", probs, ops.cast(v, self.compute_dtype))
+        context = ops.transpose(context, (0, 2, 1, 3))
         context = ops.reshape(context, (ops.shape(context)[0], -1, self.num_heads * self.head_size))
         output = self.output_dense(context)
         return output if cache is None else (output, cache)
@@ -366,7 +373,7 @@ class MultiHeadAttention(keras.layers.Layer):
         out = keras.KerasTensor(query.shape[:-1] + (dim,), dtype=self.compute_dtype)
         if cache is None:
             return out
-        return out, keras.KerasTensor(cache.shape, dtype=cache.dtype)
+        return out, keras.tree.map_structure(lambda c: keras.KerasTensor(c.shape, dtype=c.dtype), cache)
 
     def get_config(self):
         return {
@@ -508,7 +515,7 @@ class TransformerBlock(keras.layers.Layer):
         out = keras.KerasTensor(x.shape, dtype=self.compute_dtype)
         if cache is None:
             return out
-        return out, keras.KerasTensor(cache.shape, dtype=cache.dtype)
+        return out, keras.tree.map_structure(lambda c: keras.KerasTensor(c.shape, dtype=c.dtype), cache)
 
     def get_config(self):
         return {

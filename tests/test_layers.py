@@ -124,7 +124,7 @@ def test_cached_attention_equals_full_attention(use_rope):
     x = rng.standard_normal((2, 6, 8)).astype("float32")
     full_mask = L.causal_mask(6)[None]
     full = keras.ops.convert_to_numpy(block(x, attention_mask=keras.ops.tile(full_mask, (2, 1, 1))))
-    cache = np.zeros((2, 2, 6, 2, 4), "float32")
+    cache = np.zeros((2, 2, 2, 6, 4), "float32")  # [batch, k/v, heads, max_len, head_size]
     out_prefix, cache = block(x[:, :4], attention_mask=keras.ops.tile(L.causal_mask(4, 6)[None], (2, 1, 1)),
                               cache=cache, cache_update_index=0)
     steps = [keras.ops.convert_to_numpy(out_prefix)]

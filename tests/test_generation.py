@@ -1,0 +1,94 @@
+"""Cached decoding equals full recompute; bert4keras-style decoders port unchanged."""
+import keras
+import numpy as np
+import pytest
+
+from bert4sim.generation import AutoRegressiveDecoder, CachedDecoder, RecomputeDecoder
+from bert4sim.models import build_transformer_model
+from bert4sim.snippets import AutoRegressiveDecoder as FromSnippets
+
+CONFIG = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              intermediate_size=64, max_position_embeddings=64)
+SOURCE = [[2, 10, 11, 12, 3], [0, 0, 0, 0, 0]]
+
+
+@pytest.fixture(scope="module", params=["bert", "roformer"])
+def model(request):
+    keras.utils.set_random_seed(7)
+    return build_transformer_model(model=request.param, application="unilm", with_pool="linear", **CONFIG)
+
+
+def test_next_token_distribution_matches_recompute(model):
+    fast, slow = CachedDecoder(model, end_id=3, maxlen=8), RecomputeDecoder(model, end_id=3, maxlen=8)
+    inputs = [np.array([row]) for row in SOURCE]
+    output_ids, states = np.empty((1, 0), int), None
+    for token in [7, 8, 9, 20, 21]:
+        fast_probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
+        slow_probas, _ = slow.predict(inputs, output_ids, None, 1, "probas")
+        np.testing.assert_allclose(fast_probas, slow_probas, atol=1e-5)
+        output_ids = np.concatenate([output_ids, [[token]]], 1)
+
+
+def test_greedy_and_beam_tokens_equal_recompute(model):
+    fast, slow = CachedDecoder(model, end_id=3, maxlen=10), RecomputeDecoder(model, end_id=3, maxlen=10)
+    greedy_fast = fast.random_sample(SOURCE, 3, topk=1, seed=0)
+    greedy_slow = slow.random_sample(SOURCE, 3, topk=1, seed=0)
+    assert [list(x) for x in greedy_fast] == [list(x) for x in greedy_slow]
+    assert list(fast.beam_search(SOURCE, topk=4)) == list(slow.beam_search(SOURCE, topk=4))
+
+
+def test_sampling_is_seeded_and_bounded(model):
+    fast = CachedDecoder(model, end_id=3, maxlen=6)
+    first = fast.random_sample(SOURCE, 8, topk=5, topp=0.9, seed=3)
+    second = fast.random_sample(SOURCE, 8, topk=5, topp=0.9, seed=3)
+    assert len(first) == 8 and all(len(ids) <= 6 for ids in first)
+    assert [list(x) for x in first] == [list(x) for x in second]
+    slow = RecomputeDecoder(model, end_id=3, maxlen=6)
+    assert [list(x) for x in slow.random_sample(SOURCE, 8, topk=5, topp=0.9, seed=3)] == [list(x) for x in first]
+
+
+def test_minlen_and_end_token():
+    keras.utils.set_random_seed(1)
+    model = build_transformer_model(application="unilm", **CONFIG)
+    # make token 3 ([SEP]) overwhelmingly likely: every sample ends right away
+    bias = model.get_layer("MLM-Bias").bias
+    bias.assign(np.where(np.arange(60) == 3, 50.0, 0.0).astype("float32"))
+    outputs = CachedDecoder(model, end_id=3, maxlen=8).random_sample(SOURCE, 4, seed=0)
+    assert all(list(ids) == [3] for ids in outputs)
+    outputs = CachedDecoder(model, end_id=3, maxlen=8, minlen=3).random_sample(SOURCE, 2, seed=0)
+    assert all(len(ids) == 3 for ids in outputs)
+    two_ends = CachedDecoder(model, end_id=3, maxlen=8).random_sample(SOURCE, 2, seed=0, min_ends=2)
+    assert all(list(ids) == [3, 3] for ids in two_ends)
+
+
+def test_bert4keras_style_subclass_ports_unchanged(model):
+    seq2seq = keras.Model(model.inputs, model.outputs[1])
+
+    class SynonymsGenerator(FromSnippets):
+        @AutoRegressiveDecoder.wraps(default_rtype="probas")
+        def predict(self, inputs, output_ids, states):
+            token_ids, segment_ids = inputs
+            token_ids = np.concatenate([token_ids, output_ids], 1)
+            segment_ids = np.concatenate([segment_ids, np.ones_like(output_ids)], 1)
+            return self.last_token(seq2seq).predict([token_ids, segment_ids], verbose=0)
+
+    generator = SynonymsGenerator(start_id=None, end_id=3, maxlen=6)
+    ported = generator.random_sample(SOURCE, 3, topk=1, seed=0)
+    cached = CachedDecoder(model, end_id=3, maxlen=6).random_sample(SOURCE, 3, topk=1, seed=0)
+    assert [list(x) for x in ported] == [list(x) for x in cached]
+
+
+def test_clear_errors():
+    encoder = build_transformer_model(**CONFIG)
+    with pytest.raises(ValueError, match="has no MLM head"):
+        CachedDecoder(encoder, end_id=3, maxlen=4)
+    bidirectional = build_transformer_model(with_mlm=True, **CONFIG)
+    with pytest.raises(ValueError, match="bidirectional encoder"):
+        CachedDecoder(bidirectional, end_id=3, maxlen=4)
+    lm = build_transformer_model(application="lm", with_mlm=True, **CONFIG)
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings=64"):
+        CachedDecoder(lm, end_id=3, maxlen=70).random_sample(SOURCE, 1)
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        CachedDecoder(lm, end_id=3, maxlen=4).random_sample(SOURCE, 0)
+    with pytest.raises(ValueError, match="default_rtype must be"):
+        AutoRegressiveDecoder.wraps(default_rtype="scores")
