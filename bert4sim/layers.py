@@ -663,3 +663,45 @@ class MLMBias(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation}
+
+
+@_serializable
+class Pooling(keras.layers.Layer):
+    """Sentence vector from token vectors: ``cls``, ``mean`` or ``max``, padding excluded.
+
+    Inputs ``[sequence_output, token_ids]``; positions whose token id is 0
+    (padding) do not count. ``normalize=True`` returns unit vectors.
+
+    Example:
+        >>> vectors = Pooling("mean")([sequence_output, token_ids])   # [B, H]
+    """
+
+    MODES = ("cls", "mean", "max")
+
+    def __init__(self, mode="mean", normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"Pooling mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.normalize = bool(normalize)
+
+    def call(self, inputs):
+        sequence, token_ids = inputs
+        if self.mode == "cls":
+            pooled = sequence[:, 0]
+        else:
+            valid = ops.cast(ops.not_equal(token_ids, 0), sequence.dtype)[..., None]
+            if self.mode == "mean":
+                pooled = ops.sum(sequence * valid, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
+            else:
+                lowest = ops.cast(-1e4 if sequence.dtype == "float16" else -1e9, sequence.dtype)
+                pooled = ops.max(ops.where(valid > 0, sequence, lowest), axis=1)
+        if self.normalize:
+            pooled = pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        return pooled
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "normalize": self.normalize}

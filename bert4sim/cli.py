@@ -1,0 +1,101 @@
+"""The ``bert4sim`` command: similar sentences, retrieval and index building from the shell.
+
+    bert4sim synonyms TEXT --model DIR [-n 100 -k 20]
+    bert4sim similar TEXT --model DIR --index DIR [--topn 10]
+    bert4sim index build CORPUS --model DIR --out DIR [--batch-size 64]
+
+DIR is a SimilarityModel folder (SimilarityModel.save) or a Google-format checkpoint folder
+(bert_config.json, vocab.txt, bert_model.ckpt.*). CORPUS is a text file, one sentence a line.
+"""
+import argparse
+import os
+import sys
+
+
+def _model(args):
+    from bert4sim.similarity import SimilarityModel
+
+    if not os.path.isdir(args.model):
+        raise SystemExit(f"bert4sim: model folder not found: {args.model}")
+    if os.path.isfile(os.path.join(args.model, "bert_config.json")):
+        return SimilarityModel.from_checkpoint(args.model, pooling=args.pooling, model=args.model_type)
+    return SimilarityModel.load(args.model)
+
+
+def _synonyms(args):
+    for sentence in _model(args).gen_synonyms(args.text, n=args.n, k=args.k, seed=args.seed):
+        print(sentence)
+
+
+def _similar(args):
+    from bert4sim.similarity import VectorIndex
+
+    model = _model(args)
+    model.use_index(VectorIndex.load(args.index))
+    for text, score in model.most_similar(args.text, topn=args.topn):
+        print(f"{score:.4f}\t{text}")
+
+
+def _build_index(args):
+    if not os.path.isfile(args.corpus):
+        raise SystemExit(f"bert4sim: corpus file not found: {args.corpus}")
+    with open(args.corpus, encoding="utf-8") as f:
+        corpus = [line.strip() for line in f if line.strip()]
+    if not corpus:
+        raise SystemExit(f"bert4sim: corpus file {args.corpus} has no non-empty lines")
+    model = _model(args)
+    index = model.build_index(corpus, batch_size=args.batch_size, dtype=args.dtype, show_progress=True)
+    index.save(args.out)
+    print(f"indexed {len(index)} sentences ({index.dim}-d) into {args.out}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="bert4sim", description="Sentence similarity from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_flags(p):
+        p.add_argument("--model", required=True, help="SimilarityModel folder or checkpoint folder")
+        p.add_argument("--pooling", default="pooler", choices=["pooler", "cls", "mean", "max"],
+                       help="for checkpoint folders: how to get sentence vectors")
+        p.add_argument("--model-type", default="bert", choices=["bert", "roformer"])
+
+    synonyms = sub.add_parser("synonyms", help="generate similar sentences (SimBERT / RoFormer-Sim)")
+    synonyms.add_argument("text")
+    synonyms.add_argument("-n", type=int, default=100, help="samples to draw")
+    synonyms.add_argument("-k", type=int, default=20, help="sentences to print")
+    synonyms.add_argument("--seed", type=int, default=None)
+    model_flags(synonyms)
+    synonyms.set_defaults(func=_synonyms)
+
+    similar = sub.add_parser("similar", help="most similar sentences of an index")
+    similar.add_argument("text")
+    similar.add_argument("--index", required=True)
+    similar.add_argument("--topn", type=int, default=10)
+    model_flags(similar)
+    similar.set_defaults(func=_similar)
+
+    index = sub.add_parser("index", help="index commands")
+    index_sub = index.add_subparsers(dest="index_command", required=True)
+    build = index_sub.add_parser("build", help="encode a corpus file into an index folder")
+    build.add_argument("corpus")
+    build.add_argument("--out", required=True)
+    build.add_argument("--batch-size", type=int, default=64)
+    build.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    model_flags(build)
+    build.set_defaults(func=_build_index)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``bert4sim`` console command."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        print(f"bert4sim: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
