@@ -1,0 +1,158 @@
+"""SimilarityModel, VectorIndex and the bert4sim command on a tiny model."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from bert4sim.cli import main as cli_main
+from bert4sim.layers import Pooling
+from bert4sim.models import build_transformer_model, save_checkpoint
+from bert4sim.similarity import SimilarityModel, VectorIndex
+from bert4sim.tokenizers import Tokenizer
+
+CHARS = "我想注销信用卡怎么办理银行开户查询余额今天天气很好明天下雨吗手机充电慢"
+VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(CHARS)))}
+CORPUS = ["我想注销信用卡", "信用卡怎么注销", "怎么办理银行开户", "查询余额", "今天天气很好", "明天下雨吗", "手机充电慢"]
+
+
+@pytest.fixture(scope="module")
+def sim():
+    keras.utils.set_random_seed(0)
+    base = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=64, application="unilm", with_pool="linear",
+                                   return_keras_model=False)
+    encoder = keras.Model(base.model.inputs, base.model.outputs[0])
+    seq2seq = keras.Model(base.model.inputs, base.model.outputs[1])
+    return SimilarityModel(Tokenizer(VOCAB), encoder, seq2seq, maxlen=16)
+
+
+def test_encode_order_normalisation_and_batching(sim):
+    together = sim.encode(CORPUS, batch_size=3)
+    one_by_one = np.stack([sim.encode(text) for text in CORPUS])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    raw = sim.encode(CORPUS, normalize=False)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+
+
+def test_most_similar_ranks_itself_first_and_respects_topn(sim):
+    sim.build_index(CORPUS)
+    results = sim.most_similar("信用卡怎么注销", topn=3)
+    assert len(results) == 3 and results[0][0] == "信用卡怎么注销"
+    assert results[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [s for _, s in results] == sorted((s for _, s in results), reverse=True)
+    assert len(sim.most_similar("查询余额", topn=100)) == len(CORPUS)
+    sim.add(["手机充电很慢"])
+    assert len(sim.index) == len(CORPUS) + 1
+
+
+def test_gen_synonyms_dedupes_and_excludes_the_query(sim):
+    results = sim.gen_synonyms("我想注销信用卡", n=30, k=5, seed=0)
+    assert 0 < len(results) <= 5
+    assert len(set(results)) == len(results) and "我想注销信用卡" not in results
+    vectors = sim.encode(["我想注销信用卡"] + results)
+    scores = vectors[1:] @ vectors[0]
+    assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_index_persistence_round_trip(sim, tmp_path):
+    index = sim.build_index(CORPUS)
+    index.save(str(tmp_path / "index"))
+    assert sorted(os.listdir(tmp_path / "index")) == ["meta.json", "texts.json", "vectors.npy"]
+    loaded = VectorIndex.load(str(tmp_path / "index"))
+    assert loaded.texts == CORPUS and loaded.model_id == sim.model_id
+    np.testing.assert_array_equal(loaded.vectors, index.vectors)
+    index.save(str(tmp_path / "index"))  # overwriting keeps a valid index
+    assert VectorIndex.load(str(tmp_path / "index")).texts == CORPUS
+
+
+def test_model_save_load_round_trip(sim, tmp_path):
+    sim.build_index(CORPUS)
+    sim.save(str(tmp_path / "model"))
+    loaded = SimilarityModel.load(str(tmp_path / "model"))
+    np.testing.assert_allclose(loaded.encode(CORPUS), sim.encode(CORPUS), atol=1e-6)
+    assert loaded.most_similar("查询余额", topn=1)[0][0] == "查询余额"
+    assert loaded.gen_synonyms("我想注销信用卡", n=10, k=3, seed=1) == sim.gen_synonyms("我想注销信用卡", n=10, k=3, seed=1)
+
+
+def test_float16_index_and_chunked_search_match_exact():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 16)).astype("float32")
+    texts = [f"t{i}" for i in range(500)]
+    exact = VectorIndex(16).add(vectors, texts)
+    scores, indices = exact.search(vectors[:5], topn=7, chunk_size=64)
+    full = (vectors[:5] / np.linalg.norm(vectors[:5], axis=1, keepdims=True)) @ exact.vectors.T
+    np.testing.assert_array_equal(indices, np.argsort(-full, axis=1)[:, :7])
+    half = VectorIndex(16, dtype="float16").add(vectors, texts)
+    assert half.vectors.dtype == np.float16
+    assert (half.search(vectors[:5], topn=1)[1][:, 0] == np.arange(5)).all()
+
+
+def test_faiss_backend_if_available():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 8)).astype("float32")
+    index = VectorIndex(8, backend="faiss").add(vectors, [str(i) for i in range(300)])
+    assert (index.search(vectors[:10], topn=1)[1][:, 0] == np.arange(10)).all()
+
+
+def test_pooling_excludes_padding():
+    sequence = np.random.default_rng(2).standard_normal((1, 4, 3)).astype("float32")
+    token_ids = np.array([[2, 5, 3, 0]])
+    padded = np.concatenate([sequence, np.full((1, 2, 3), 99.0, "float32")], 1)
+    padded_ids = np.array([[2, 5, 3, 0, 0, 0]])
+    for mode in ("cls", "mean", "max"):
+        a = keras.ops.convert_to_numpy(Pooling(mode)([sequence, token_ids]))
+        b = keras.ops.convert_to_numpy(Pooling(mode)([padded, padded_ids]))
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(Pooling("mean")([sequence, token_ids])),
+                               sequence[:, :3].mean(1), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(Pooling("max")([sequence, token_ids])),
+                               sequence[:, :3].max(1), atol=1e-6)
+
+
+def test_bad_inputs_are_named(sim, tmp_path):
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty or whitespace only"):
+        sim.encode(["好", "  "])
+    with pytest.raises(TypeError, match=r"texts\[0\] is NoneType, not str"):
+        sim.encode([None])
+    with pytest.raises(ValueError, match="texts is empty"):
+        sim.encode([])
+    with pytest.raises(ValueError, match="corpus is empty"):
+        sim.build_index([])
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        sim.gen_synonyms("你好", n=0)
+    with pytest.raises(ValueError, match="k must be between 1 and n=5"):
+        sim.gen_synonyms("你好", n=5, k=6)
+    with pytest.raises(TypeError, match="text must be a str"):
+        sim.most_similar(3)
+    other = VectorIndex(8).add(np.ones((1, 8)), ["x"])
+    with pytest.raises(ValueError, match="index vectors have dimension 8, this model produces 32"):
+        sim.use_index(other)
+    wrong_model = VectorIndex(32, model_id="someone-else").add(np.ones((1, 32)), ["x"])
+    with pytest.raises(ValueError, match="index was built by model someone-else"):
+        sim.use_index(wrong_model)
+    with pytest.raises(FileNotFoundError, match="not a bert4sim index folder"):
+        VectorIndex.load(str(tmp_path))
+
+
+def test_cli_build_index_similar_and_synonyms(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    model = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=64, application="unilm", with_pool="linear")
+    folder = tmp_path / "ckpt"
+    save_checkpoint(model, str(folder / "bert_model.ckpt"))
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n\n", encoding="utf-8")
+    assert cli_main(["index", "build", str(corpus), "--model", str(folder), "--out", str(tmp_path / "idx")]) == 0
+    assert json.load(open(tmp_path / "idx" / "meta.json"))["count"] == len(CORPUS)
+    assert cli_main(["similar", "查询余额", "--model", str(folder), "--index", str(tmp_path / "idx"), "--topn", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].endswith("\t查询余额") and len(lines) == 3
+    assert cli_main(["synonyms", "我想注销信用卡", "--model", str(folder), "-n", "10", "-k", "3", "--seed", "0"]) == 0
+    assert 0 < len(capsys.readouterr().out.strip().splitlines()) <= 3
+    assert cli_main(["similar", "", "--model", str(folder), "--index", str(tmp_path / "idx")]) == 2
+    assert "empty or whitespace" in capsys.readouterr().err
