@@ -110,6 +110,7 @@ class SimBERTTrainer(keras.Model):
         self.distillation_weight = distillation_weight
         self.seq2seq_tracker = keras.metrics.Mean(name="seq2seq_loss")
         self.similarity_tracker = keras.metrics.Mean(name="similarity_loss")
+        self.built = True  # every weight already exists (the backbone is built)
 
     def call(self, inputs, training=None):
         pooled, sequence = self.backbone(list(inputs[:2]), training=training)

@@ -91,23 +91,33 @@ def make_optimizer(learning_rate=1e-5, total_steps=None, warmup_ratio=0.1, weigh
     return optimizer
 
 
-def training_callbacks(output_dir, backup_every=None, monitor="loss", tensorboard=True):
-    """Callbacks: resume after a kill (BackupAndRestore), best and last weights, TensorBoard.
+def training_callbacks(output_dir, monitor="loss", tensorboard=True):
+    """Callbacks: resume after a kill (BackupAndRestore), best and last weights, TensorBoard (if installed).
 
-    ``backup_every``: steps between backups (``None`` = every epoch). Files:
+    Backups are taken at every epoch end: Keras's BackupAndRestore restarts
+    an interrupted epoch from its beginning, so only epoch-end backups make
+    a resumed run end at the same step count as an uninterrupted one. For
+    frequent backups use short epochs (``steps_per_epoch``). Files:
     ``OUTPUT/backup/``, ``OUTPUT/best.weights.h5``, ``OUTPUT/last.weights.h5``,
     ``OUTPUT/logs/``.
 
     Example:
-        >>> trainer.fit(dataset, epochs=5, steps_per_epoch=100, callbacks=training_callbacks("runs/x", 50))
+        >>> trainer.fit(dataset, epochs=50, steps_per_epoch=20, callbacks=training_callbacks("runs/x"))
     """
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq=backup_every or "epoch"),
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq="epoch"),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "last.weights.h5"), save_weights_only=True),
     ]
     if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            import warnings
+
+            warnings.warn("tensorboard is not installed (pip install tensorboard): no TensorBoard logs")
+        else:
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
     return callbacks

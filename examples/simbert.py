@@ -1,0 +1,127 @@
+"""SimBERT: train a model that both generates and retrieves similar sentences.
+
+Default: a tiny BERT trained from scratch on the shipped Chinese demo corpus (a few minutes on a
+CPU). With --config/--checkpoint/--vocab it fine-tunes a released SimBERT (or any BERT) checkpoint.
+At the end it saves a Google-format checkpoint + bert_config.json + vocab.txt under --output and
+prints gen_synonyms / most_similar for a few queries.
+
+    python examples/simbert.py                         # tiny model, demo data
+    python examples/simbert.py --micro                 # seconds: CI smoke run
+    python examples/simbert.py --config .../bert_config.json --checkpoint .../bert_model.ckpt \
+        --vocab .../vocab.txt --epochs 1 --batch-size 32 --lr 1e-5
+"""
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+            max_position_embeddings=128)
+MICRO = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+             max_position_embeddings=64)
+DEMO_QUERIES = ["信用卡怎么注销", "怎么修改收货地址", "火车票如何改签", "手机充电慢怎么解决"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="bert_config.json of a checkpoint to fine-tune")
+    parser.add_argument("--checkpoint", help="bert_model.ckpt prefix or folder")
+    parser.add_argument("--vocab", default=os.path.join(DATA, "vocab.txt"))
+    parser.add_argument("--model", default="bert", choices=["bert", "roformer"])
+    parser.add_argument("--train", default=os.path.join(DATA, "simbert_train.json"))
+    parser.add_argument("--dev", default=os.path.join(DATA, "simbert_dev.json"))
+    parser.add_argument("--output", default=os.path.join(HERE, "..", "checkpoints", "simbert_demo"))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the groups")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--maxlen", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="default 5e-4 from scratch, 1e-5 fine-tuning")
+    parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    return parser.parse_args(argv)
+
+
+def build(args, tokenizer, keep_tokens=None):
+    """The builder of a unilm + linear-pooler model (SimBERT's layout)."""
+    from bert4sim.models import build_transformer_model
+
+    if args.config:
+        return build_transformer_model(args.config, args.checkpoint, model=args.model, application="unilm",
+                                       with_pool="linear", keep_tokens=keep_tokens, return_keras_model=False)
+    sizes = MICRO if args.micro else TINY
+    return build_transformer_model(vocab_size=tokenizer.vocab_size, model=args.model, application="unilm",
+                                   with_pool="linear", return_keras_model=False, **sizes)
+
+
+def train(args):
+    import keras
+
+    from bert4sim.data import read_synonym_groups, simbert_batches, to_dataset
+    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.tokenizers import Tokenizer, load_vocab
+    from bert4sim.training import get_strategy, make_optimizer, set_precision, training_callbacks
+
+    keras.utils.set_random_seed(args.seed)
+    set_precision(args.precision)
+    keep_tokens = None
+    if args.config:  # a released vocab: keep only the tokens the tokenizer can produce
+        token_dict, keep_tokens = load_vocab(args.vocab, simplified=True,
+                                             startswith=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    else:
+        token_dict = load_vocab(args.vocab)
+    tokenizer = Tokenizer(token_dict, do_lower_case=True)
+    groups = read_synonym_groups(args.train)
+    if args.micro:
+        groups = groups[:16]
+        args.epochs, args.batch_size = min(args.epochs, 3), min(args.batch_size, 8)
+        args.lr = args.lr or 3e-3
+    steps = args.steps_per_epoch or max(1, len(groups) // (args.batch_size // 2))
+    strategy = get_strategy()
+    with strategy.scope():
+        bert = build(args, tokenizer, keep_tokens)
+        trainer = SimBERTTrainer(bert)
+        lr = args.lr or (1e-5 if args.config else 5e-4)
+        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.05))
+    dataset = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, seed=args.seed))
+    os.makedirs(args.output, exist_ok=True)
+    history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
+                          callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro))
+    return bert, tokenizer, history
+
+
+def save_and_demo(args, bert, tokenizer):
+    import keras
+
+    from bert4sim.data import read_synonym_groups
+    from bert4sim.models import save_checkpoint
+    from bert4sim.similarity import SimilarityModel
+    from bert4sim.tokenizers import save_vocab
+
+    save_checkpoint(bert, os.path.join(args.output, "bert_model.ckpt"))
+    save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)
+    print(f"saved Google-format checkpoint, bert_config.json and vocab.txt in {os.path.abspath(args.output)}")
+    encoder = keras.Model(bert.model.inputs, bert.model.outputs[0])
+    seq2seq = keras.Model(bert.model.inputs, bert.model.outputs[1])
+    sim = SimilarityModel(tokenizer, encoder, seq2seq, maxlen=args.maxlen)
+    corpus = [s for g in read_synonym_groups(args.dev) + read_synonym_groups(args.train) for s in g]
+    sim.build_index(corpus)
+    for query in DEMO_QUERIES[: 1 if args.micro else None]:
+        print(f"\n原句子: {query}")
+        print("gen_synonyms:", sim.gen_synonyms(query, n=8 if args.micro else 50, k=5, seed=args.seed))
+        print("most_similar:", [(text, round(score, 3)) for text, score in sim.most_similar(query, topn=5)])
+    return sim
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if bool(args.config) != bool(args.checkpoint):
+        sys.exit("--config and --checkpoint go together")
+    bert, tokenizer, history = train(args)
+    save_and_demo(args, bert, tokenizer)
+    return history
+
+
+if __name__ == "__main__":
+    main()

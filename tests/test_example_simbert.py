@@ -1,0 +1,85 @@
+"""examples/simbert.py end to end on a micro setting, and kill-and-resume training."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+
+
+def test_simbert_example_micro_run(tmp_path, capsys):
+    import simbert
+
+    from bert4sim.models import build_transformer_model
+
+    out = str(tmp_path / "simbert")
+    history = simbert.main(["--micro", "--output", out])
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert {"seq2seq_loss", "similarity_loss"} <= set(history.history)
+    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index"):
+        assert os.path.isfile(os.path.join(out, name))
+    reloaded = build_transformer_model(os.path.join(out, "bert_config.json"), out, application="unilm",
+                                       with_pool="linear")
+    ids = np.array([[2, 10, 11, 3, 12, 3]])
+    segments = np.array([[0, 0, 0, 0, 1, 1]])
+    assert reloaded.predict([ids, segments], verbose=0)[0].shape == (1, 32)
+    printed = capsys.readouterr().out
+    assert "gen_synonyms:" in printed and "most_similar:" in printed
+
+
+def test_simbert_demo_gen_synonyms_returns_k_distinct(tmp_path):
+    import simbert
+
+    args = simbert.parse_args(["--micro", "--output", str(tmp_path / "s")])
+    bert, tokenizer, _ = simbert.train(args)
+    sim = simbert.save_and_demo(args, bert, tokenizer)
+    results = sim.gen_synonyms("信用卡怎么注销", n=20, k=3, seed=0, topk=50)
+    assert len(results) == 3 and len(set(results)) == 3
+
+
+KILLED_RUN = textwrap.dedent('''
+    import os, sys
+    import keras, numpy as np
+    from bert4sim.data import simbert_batches, to_dataset
+    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.models import build_transformer_model
+    from bert4sim.tokenizers import Tokenizer
+    from bert4sim.training import make_optimizer, training_callbacks
+
+    out, kill_at = sys.argv[1], int(sys.argv[2])
+    keras.utils.set_random_seed(0)
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("甲乙丙丁戊己庚辛"))}
+    groups = [["甲乙", "乙甲"], ["丙丁", "丁丙"], ["戊己", "己戊"], ["庚辛", "辛庚"]]
+    tokenizer = Tokenizer(vocab)
+    bert = build_transformer_model(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, application="unilm", with_pool="linear",
+                                   return_keras_model=False)
+    trainer = SimBERTTrainer(bert)
+    trainer.compile(optimizer=make_optimizer(1e-3, total_steps=12))
+
+    class Kill(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if kill_at and int(self.model.optimizer.iterations.numpy()) == kill_at:
+                os._exit(3)  # a crash mid-epoch, nothing flushed
+
+    trainer.fit(to_dataset(simbert_batches(groups, tokenizer, 4)), epochs=3, steps_per_epoch=4, verbose=0,
+                callbacks=training_callbacks(out, tensorboard=False) + [Kill()])
+    print("STEPS", int(trainer.optimizer.iterations.numpy()))
+''')
+
+
+def test_killed_training_resumes_from_backup(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_RUN)
+    out = str(tmp_path / "run")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    first = subprocess.run([sys.executable, str(script), out, "6"], capture_output=True, text=True, env=env)
+    assert first.returncode == 3, first.stderr[-2000:]
+    assert os.path.isdir(os.path.join(out, "backup"))
+    second = subprocess.run([sys.executable, str(script), out, "0"], capture_output=True, text=True, env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "STEPS 12" in second.stdout
