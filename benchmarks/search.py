@@ -66,10 +66,10 @@ def main():
     n = args.approx_n or args.n
     approx = VectorIndex(args.dim, backend="faiss")
     start = time.perf_counter()
-    approx.add(vectors[:n], [""] * n)
+    approx.add(vectors[:n], [str(i) for i in range(n)])
     print(f"faiss HNSW (M={approx.hnsw_m}, efSearch=128) built over {n} vectors in {time.perf_counter() - start:.0f} s")
     if n != args.n:
-        exact_ids = VectorIndex(args.dim).add(vectors[:n], [""] * n).search(queries, topn=10)[1]
+        exact_ids = VectorIndex(args.dim).add(vectors[:n], [str(i) for i in range(n)]).search(queries, topn=10)[1]
     approx.search(queries[:1], topn=10)
     start = time.perf_counter()
     _, approx_ids = approx.search(queries, topn=10)
