@@ -64,14 +64,15 @@ def encode_pair(tokenizer, first, second, maxlen):
     return tokenizer.encode(first, second, maxlen=maxlen * 2)
 
 
-def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_source=None):
+def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_source=None, with_sources=False):
     """Endless SimBERT batches ``(token_ids, segment_ids)`` as numpy arrays.
 
     Each step takes ``batch_size // 2`` groups, samples a pair from each and
     puts both orders ``a→b`` and ``b→a`` next to each other, so row i's
     partner is row i±1 (what the similarity loss expects). ``encode_source``
     (``(tokenizer, text, rng) -> token_ids``) replaces the source encoding,
-    e.g. with BART-style noise for RoFormer-Sim.
+    e.g. with BART-style noise for RoFormer-Sim; ``with_sources=True`` adds
+    each row's clean source sentence as a third item (for a teacher model).
 
     Example:
         >>> batches = simbert_batches(groups, tokenizer, batch_size=32)
@@ -85,14 +86,16 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
     while True:
         order = rng.permutation(len(groups))
         for start in range(0, len(order) - batch_size // 2 + 1, batch_size // 2):
-            token_ids, segment_ids = [], []
+            token_ids, segment_ids, sources = [], [], []
             for group_index in order[start : start + batch_size // 2]:
                 a, b = sample_pair(groups[group_index], rng)
                 for source, target in ((a, b), (b, a)):
                     ids, segments = _pair_ids(tokenizer, source, target, maxlen, rng, encode_source)
                     token_ids.append(ids)
                     segment_ids.append(segments)
-            yield sequence_padding(token_ids), sequence_padding(segment_ids)
+                    sources.append(source)
+            batch = (sequence_padding(token_ids), sequence_padding(segment_ids))
+            yield batch + (sources,) if with_sources else batch
 
 
 def _pair_ids(tokenizer, source, target, maxlen, rng, encode_source):
@@ -124,3 +127,131 @@ def to_dataset(batches, extra_inputs=0):
         output_signature=(spec,),
     )
     return dataset.prefetch(2)
+
+
+# --- RoFormer-Sim: BART-style noise and pair mining ---
+
+SENTENCE_SEPARATORS = "\n。！？!?；;"
+_IGNORED_FOR_OVERLAP = SENTENCE_SEPARATORS + "，,、：:\"“”'‘’（）() "
+
+
+def jieba_words(text):
+    """jieba's precise-mode words without its HMM (what RoFormer-Sim's word vocab uses)."""
+    import jieba
+
+    return jieba.lcut(text, HMM=False)
+
+
+def masked_encode(tokenizer, text, rng, word_rate=0.15, pre_tokenize=jieba_words):
+    """Encode ``text`` as a source with BART-style whole-word noise (RoFormer-Sim's rule).
+
+    The text is cut into words; each word is picked with probability
+    ``word_rate``; a picked word's tokens become ``[MASK]`` (80 % of picks),
+    stay (10 %) or become random non-special ids (10 %). ``[CLS]``/``[SEP]``
+    are never touched. Returns ``(token_ids, noised)`` where ``noised`` marks
+    the tokens of picked words.
+
+    Example:
+        >>> ids, noised = masked_encode(tokenizer, "我想注销信用卡", np.random.default_rng(0))
+    """
+    if tokenizer._token_mask_id is None:
+        raise ValueError("the vocabulary has no [MASK] token, which BART-style noise needs")
+    special = {tokenizer._token_dict.get(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    ordinary = np.array([i for i in range(tokenizer.vocab_size) if i not in special])
+    token_ids, noised = [tokenizer._token_start_id], [False]
+    for word in pre_tokenize(text):
+        ids = tokenizer.encode(word)[0][1:-1]
+        if not ids:
+            continue
+        draw = rng.random()
+        if draw < word_rate * 0.8:
+            ids = [tokenizer._token_mask_id] * len(ids)
+        elif word_rate * 0.9 <= draw < word_rate:
+            ids = list(rng.choice(ordinary, size=len(ids)))
+        token_ids.extend(int(i) for i in ids)
+        noised.extend([draw < word_rate] * len(ids))
+    return token_ids + [tokenizer._token_end_id], noised + [False]
+
+
+def noisy_source(noise_probability=0.5, word_rate=0.15, pre_tokenize=jieba_words):
+    """An ``encode_source`` for :func:`simbert_batches`: noise half of the sources, as RoFormer-Sim does.
+
+    Example:
+        >>> batches = simbert_batches(groups, tokenizer, 32, encode_source=noisy_source())
+    """
+
+    def encode(tokenizer, text, rng):
+        if rng.random() < noise_probability:
+            return masked_encode(tokenizer, text, rng, word_rate, pre_tokenize)[0]
+        return tokenizer.encode(text)[0]
+
+    return encode
+
+
+def split_sentences(text, separators=SENTENCE_SEPARATORS):
+    """Split a passage into sentences, each keeping its closing mark.
+
+    Example:
+        >>> split_sentences("今天下雨。明天呢？")
+        ['今天下雨。', '明天呢？']
+    """
+    sentences, current = [], []
+    for char in text:
+        current.append(char)
+        if char in separators:
+            sentence = "".join(current).strip()
+            if sentence.strip(separators):
+                sentences.append(sentence)
+            current = []
+    tail = "".join(current).strip()
+    if tail.strip(separators):
+        sentences.append(tail)
+    return sentences
+
+
+def char_jaccard(a, b):
+    """Character-set Jaccard similarity of two sentences, punctuation ignored.
+
+    RoFormer-Sim mined "general" similar-sentence pairs with a plain
+    character-level Jaccard-style score inside one document.
+
+    Example:
+        >>> char_jaccard("银行卡怎么办理", "怎么办理银行卡")
+        1.0
+    """
+    set_a = {c for c in a if c not in _IGNORED_FOR_OVERLAP}
+    set_b = {c for c in b if c not in _IGNORED_FOR_OVERLAP}
+    if not set_a or not set_b:
+        return 0.0
+    return len(set_a & set_b) / len(set_a | set_b)
+
+
+def mine_similar_pairs(documents, threshold=0.6, min_chars=5):
+    """Sentence pairs of the same document with ``char_jaccard >= threshold``.
+
+    Identical sentences and sentences shorter than ``min_chars`` are skipped.
+    Returns ``[(sentence_a, sentence_b, score), ...]`` per document, best first.
+
+    Example:
+        >>> mine_similar_pairs(["信用卡可以在网上注销。信用卡也可以在网上注销。今天天气很好。"], 0.6)
+        [('信用卡可以在网上注销。', '信用卡也可以在网上注销。', 0.9)]
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    pairs = []
+    for document in documents:
+        sentences = [s for s in dict.fromkeys(split_sentences(document)) if len(s) >= min_chars]
+        found = [(a, b, char_jaccard(a, b)) for i, a in enumerate(sentences) for b in sentences[i + 1:]]
+        pairs.extend(sorted((p for p in found if p[2] >= threshold), key=lambda p: -p[2]))
+    return pairs
+
+
+def read_passages(path):
+    """Non-empty lines of a plain-text corpus (one passage per line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"corpus file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        passages = [line.strip() for line in f if line.strip()]
+    if not passages:
+        raise ValueError(f"corpus file {path} has no non-empty lines")
+    return passages

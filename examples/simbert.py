@@ -32,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--train", default=os.path.join(DATA, "simbert_train.json"))
     parser.add_argument("--dev", default=os.path.join(DATA, "simbert_dev.json"))
     parser.add_argument("--output", default=os.path.join(HERE, "..", "checkpoints", "simbert_demo"))
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the groups")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
@@ -82,7 +82,7 @@ def train(args):
     with strategy.scope():
         bert = build(args, tokenizer, keep_tokens)
         trainer = SimBERTTrainer(bert)
-        lr = args.lr or (1e-5 if args.config else 5e-4)
+        lr = args.lr or (1e-5 if args.config else 1e-3)
         trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.05))
     dataset = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, seed=args.seed))
     os.makedirs(args.output, exist_ok=True)

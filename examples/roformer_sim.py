@@ -1,0 +1,159 @@
+"""RoFormer-Sim (SimBERT v2): RoFormer + UniLM + contrastive learning + BART-style noise + distillation.
+
+Stage 1 trains a RoFormer unilm model with SimBERT's two losses on sources where, for half of the
+examples, 15 % of the jieba words are noised ([MASK] 80 %, random 10 %, kept 10 %). Stage 2 keeps the
+generation loss and replaces the contrastive loss by distillation from a frozen SimBERT teacher
+(λ/n² Σ (cos(u_i,u_j) − cos(v_i,v_j))², λ = 100), as the RoFormer-Sim scripts do.
+
+Default: a tiny char-level RoFormer-Sim on the shipped demo data, with the tiny SimBERT written by
+examples/simbert.py as teacher (trained first if checkpoints/simbert_demo is missing).
+
+    python examples/roformer_sim.py                   # char level
+    python examples/roformer_sim.py --word-level      # jieba words + chars vocabulary built from the data
+    python examples/roformer_sim.py --general-corpus examples/data/corpus.txt --mine-threshold 0.7
+    python examples/roformer_sim.py --micro           # seconds (CI)
+"""
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+DATA = os.path.join(HERE, "data")
+CHECKPOINTS = os.path.join(HERE, "..", "checkpoints")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="bert_config.json of a RoFormer checkpoint to fine-tune")
+    parser.add_argument("--checkpoint", help="its bert_model.ckpt")
+    parser.add_argument("--vocab", default=os.path.join(DATA, "vocab.txt"))
+    parser.add_argument("--word-level", action="store_true", help="jieba pre-tokenization + word/char vocab")
+    parser.add_argument("--teacher", default=os.path.join(CHECKPOINTS, "simbert_demo"),
+                        help="SimBERT checkpoint folder used as distillation teacher")
+    parser.add_argument("--train", default=os.path.join(DATA, "simbert_train.json"))
+    parser.add_argument("--dev", default=os.path.join(DATA, "simbert_dev.json"))
+    parser.add_argument("--general-corpus", default=None, help="plain text, one passage a line: mine pairs")
+    parser.add_argument("--mine-threshold", type=float, default=0.7)
+    parser.add_argument("--output", default=os.path.join(CHECKPOINTS, "roformer_sim_demo"))
+    parser.add_argument("--stage1-epochs", type=int, default=60)
+    parser.add_argument("--stage2-epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--maxlen", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--micro", action="store_true")
+    return parser.parse_args(argv)
+
+
+def load_teacher(args):
+    """The frozen SimBERT encoder and its tokenizer (training one with examples/simbert.py if needed)."""
+    import keras
+
+    from bert4sim.models import build_transformer_model
+    from bert4sim.tokenizers import Tokenizer
+
+    if not os.path.isfile(os.path.join(args.teacher, "bert_model.ckpt.index")):
+        import simbert
+
+        print(f"no teacher in {args.teacher}: training the tiny SimBERT first")
+        simbert.main((["--micro"] if args.micro else []) + ["--output", args.teacher])
+    teacher = build_transformer_model(os.path.join(args.teacher, "bert_config.json"), args.teacher,
+                                      application="unilm", with_pool="linear")
+    encoder = keras.Model(teacher.inputs, teacher.outputs[0], name="teacher")
+    return encoder, Tokenizer(os.path.join(args.teacher, "vocab.txt"), do_lower_case=True)
+
+
+def student_tokenizer(args, groups):
+    from bert4sim.data import jieba_words
+    from bert4sim.tokenizers import Tokenizer, build_vocab, load_vocab
+
+    if args.word_level and not args.config:
+        vocab = build_vocab([s for g in groups for s in g], pre_tokenize=jieba_words, min_count=2)
+        return Tokenizer(vocab, do_lower_case=True, pre_tokenize=jieba_words)
+    pre_tokenize = jieba_words if args.word_level else None
+    return Tokenizer(load_vocab(args.vocab), do_lower_case=True, pre_tokenize=pre_tokenize)
+
+
+def teacher_batches(batches, teacher_tokenizer, maxlen):
+    """Add the teacher's inputs (the clean source sentences) to each student batch."""
+    from bert4sim.snippets import sequence_padding
+
+    for token_ids, segment_ids, sources in batches:
+        encoded = [teacher_tokenizer.encode(text, maxlen=maxlen) for text in sources]
+        yield (token_ids, segment_ids, sequence_padding([e[0] for e in encoded]),
+               sequence_padding([e[1] for e in encoded]))
+
+
+def main(argv=None):
+    import keras
+
+    from bert4sim.data import (jieba_words, mine_similar_pairs, noisy_source, read_passages,
+                               read_synonym_groups, simbert_batches, to_dataset)
+    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.models import build_transformer_model, save_checkpoint
+    from bert4sim.similarity import SimilarityModel
+    from bert4sim.tokenizers import save_vocab
+    from bert4sim.training import make_optimizer, training_callbacks
+
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    groups = read_synonym_groups(args.train)
+    if args.general_corpus:
+        pairs = mine_similar_pairs(read_passages(args.general_corpus), args.mine_threshold)
+        print(f"mined {len(pairs)} general-sentence pairs (threshold {args.mine_threshold})")
+        groups += [[a, b] for a, b, _ in pairs]
+    if args.micro:
+        groups = groups[:16]
+        args.stage1_epochs, args.stage2_epochs, args.batch_size = 3, 2, 8
+        args.lr = args.lr or 3e-3
+    tokenizer = student_tokenizer(args, groups)
+    teacher, teacher_tokenizer = load_teacher(args)
+    sizes = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64) if args.micro \
+        else dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
+    if args.config:
+        student = build_transformer_model(args.config, args.checkpoint, model="roformer", application="unilm",
+                                          with_pool="linear", return_keras_model=False, dropout_rate=0.2)
+    else:
+        student = build_transformer_model(vocab_size=tokenizer.vocab_size, model="roformer", application="unilm",
+                                          with_pool="linear", return_keras_model=False,
+                                          max_position_embeddings=512, **sizes)
+    lr = args.lr or (1e-5 if args.config else 1e-3)
+    steps = max(1, len(groups) // (args.batch_size // 2))
+    noise = noisy_source(pre_tokenize=tokenizer._pre_tokenize or jieba_words)
+    os.makedirs(args.output, exist_ok=True)
+    histories = []
+
+    print("stage 1: generation + contrastive loss, noisy sources")
+    stage1 = SimBERTTrainer(student, similarity_scale=20.0)
+    stage1.compile(optimizer=make_optimizer(lr, total_steps=steps * args.stage1_epochs, warmup_ratio=0.05))
+    data = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed, noise))
+    histories.append(stage1.fit(data, epochs=args.stage1_epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
+                                callbacks=training_callbacks(os.path.join(args.output, "stage1"), tensorboard=False)))
+
+    print("stage 2: generation + distillation from the SimBERT teacher")
+    stage2 = SimBERTTrainer(student, teacher=teacher, distillation_weight=100.0)
+    stage2.compile(optimizer=make_optimizer(lr / 2, total_steps=steps * args.stage2_epochs, warmup_ratio=0.05))
+    batches = teacher_batches(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed + 1, noise,
+                                              with_sources=True), teacher_tokenizer, args.maxlen)
+    histories.append(stage2.fit(to_dataset(batches, extra_inputs=2), epochs=args.stage2_epochs,
+                                steps_per_epoch=steps, verbose=2, shuffle=False,
+                                callbacks=training_callbacks(os.path.join(args.output, "stage2"), tensorboard=False)))
+
+    save_checkpoint(student, os.path.join(args.output, "bert_model.ckpt"))
+    save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)
+    print(f"saved RoFormer-Sim checkpoint (Google format) in {os.path.abspath(args.output)}")
+    encoder = keras.Model(student.model.inputs, student.model.outputs[0])
+    seq2seq = keras.Model(student.model.inputs, student.model.outputs[1])
+    sim = SimilarityModel(tokenizer, encoder, seq2seq, maxlen=args.maxlen)
+    sim.build_index([s for g in read_synonym_groups(args.dev) + read_synonym_groups(args.train) for s in g])
+    for query in ["信用卡怎么注销", "火车票如何改签"][: 1 if args.micro else None]:
+        print(f"\n原句子: {query}")
+        print("gen_synonyms:", sim.gen_synonyms(query, n=8 if args.micro else 50, k=5, topk=None, topp=0.95,
+                                                seed=args.seed))
+        print("most_similar:", [(t, round(s, 3)) for t, s in sim.most_similar(query, topn=5)])
+    return student, tokenizer, histories
+
+
+if __name__ == "__main__":
+    main()
