@@ -152,3 +152,189 @@ def _gather_nd(values, positions):
     import tensorflow as tf  # keras.ops has no gather_nd; tf is the tested backend
 
     return tf.gather_nd(values, indices)
+
+
+# --- Sentence-BERT ---
+
+
+def _unit(x):
+    x = ops.cast(x, "float32")
+    return x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def cosine_regression_loss(u, v, scores):
+    """Sentence-BERT regression objective: MSE between cos(u, v) and the gold score (scaled to [0, 1])."""
+    cosine = ops.sum(_unit(u) * _unit(v), axis=-1)
+    return ops.mean(ops.square(cosine - ops.cast(scores, "float32")))
+
+
+def triplet_loss(anchor, positive, negative, margin=1.0):
+    """Sentence-BERT triplet objective: max(‖a−p‖ − ‖a−n‖ + margin, 0), Euclidean, margin 1 as in the paper."""
+    anchor, positive, negative = (ops.cast(t, "float32") for t in (anchor, positive, negative))
+    distance_positive = ops.norm(anchor - positive, axis=-1)
+    distance_negative = ops.norm(anchor - negative, axis=-1)
+    return ops.mean(ops.relu(distance_positive - distance_negative + margin))
+
+
+def multiple_negatives_ranking_loss(u, v, scale=20.0):
+    """In-batch negatives: row i of cos(u, v)·scale should pick column i (softmax cross-entropy)."""
+    scores = ops.matmul(_unit(u), ops.transpose(_unit(v))) * scale
+    labels = ops.arange(ops.shape(scores)[0])
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=True))
+
+
+def cosent_loss(u, v, scores, scale=20.0):
+    """CoSENT: log(1 + Σ_{s_i > s_j} exp(scale·(cos_j − cos_i))) over the batch's pairs.
+
+    Example:
+        >>> cosent_loss(u, v, gold_scores)
+    """
+    cosine = ops.sum(_unit(u) * _unit(v), axis=-1) * scale
+    scores = ops.cast(scores, "float32")
+    differences = cosine[None, :] - cosine[:, None]  # [i, j] = cos_j - cos_i
+    ordered = ops.cast(scores[:, None] > scores[None, :], "float32")
+    differences = differences - (1.0 - ordered) * 1e12
+    flat = ops.concatenate([ops.zeros((1,)), ops.reshape(differences, (-1,))], axis=0)
+    return ops.logsumexp(flat)
+
+
+def softmax_classification_logits(classifier, u, v):
+    """Sentence-BERT classification head input: W · [u; v; |u − v|]."""
+    return classifier(ops.concatenate([u, v, ops.abs(u - v)], axis=-1))
+
+
+class SentenceBERTTrainer(keras.Model):
+    """Siamese / triplet training of one shared sentence encoder with a Sentence-BERT objective.
+
+    ``encoder`` maps ``[token_ids, segment_ids]`` to vectors (e.g.
+    :func:`bert4sim.models.build_sentence_encoder`). ``objective``:
+
+    - ``'classification'``: inputs (a, b) as 4 arrays, y = label; softmax over W·[u; v; |u−v|].
+    - ``'regression'``: inputs (a, b), y = score in [0, 1]; MSE of the cosine.
+    - ``'triplet'``: inputs (anchor, positive, negative) as 6 arrays; Euclidean, ``margin`` (1).
+    - ``'mnrl'``: inputs (a, b) of positive pairs; in-batch negatives, scale 20.
+    - ``'cosent'``: inputs (a, b), y = score; CoSENT, scale 20.
+
+    Example:
+        >>> trainer = SentenceBERTTrainer(encoder, "cosent")
+        >>> trainer.compile(optimizer=make_optimizer(2e-5))
+        >>> trainer.fit(dataset, epochs=1)
+    """
+
+    OBJECTIVES = ("classification", "regression", "triplet", "mnrl", "cosent")
+
+    def __init__(self, encoder, objective, num_labels=2, margin=1.0, scale=20.0, **kwargs):
+        super().__init__(**kwargs)
+        if objective not in self.OBJECTIVES:
+            raise ValueError(f"objective must be one of {self.OBJECTIVES}, got {objective!r}")
+        self.encoder, self.objective = encoder, objective
+        self.margin, self.scale = margin, scale
+        self.classifier = None
+        if objective == "classification":
+            dim = encoder.outputs[0].shape[-1]
+            self.classifier = keras.layers.Dense(num_labels, name="classifier")
+            self.classifier.build((None, 3 * dim))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return [self.encoder([inputs[i], inputs[i + 1]], training=training) for i in range(0, len(inputs), 2)]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        vectors = y_pred if y_pred is not None else self(x, training=training)
+        if self.objective == "classification":
+            logits = softmax_classification_logits(self.classifier, vectors[0], vectors[1])
+            return ops.mean(keras.losses.sparse_categorical_crossentropy(y, ops.cast(logits, "float32"),
+                                                                         from_logits=True))
+        if self.objective == "regression":
+            return cosine_regression_loss(vectors[0], vectors[1], y)
+        if self.objective == "triplet":
+            return triplet_loss(vectors[0], vectors[1], vectors[2], self.margin)
+        if self.objective == "mnrl":
+            return multiple_negatives_ranking_loss(vectors[0], vectors[1], self.scale)
+        return cosent_loss(vectors[0], vectors[1], y, self.scale)
+
+
+# --- RetroMAE ---
+
+
+def masked_lm_loss(labels, logits):
+    """Mean token cross-entropy over the positions whose label is not 0 (0 = no target).
+
+    ``labels`` int ``[B, L]``; ``logits`` ``[B, L, V]``. Returns 0 when no
+    position has a label.
+
+    Example:
+        >>> loss = masked_lm_loss(batch["encoder_labels"], encoder_logits)
+    """
+    weights = ops.cast(ops.not_equal(labels, 0), "float32")
+    cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(logits, "float32"), from_logits=True)
+    return ops.sum(cross_entropy * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def retromae_loss(encoder_labels, encoder_logits, decoder_labels, decoder_logits,
+                  encoder_weight=1.0, decoder_weight=1.0):
+    """RetroMAE's objective: encoder MLM loss + decoder reconstruction loss (both weights 1, as the reference).
+
+    Each part is the mean cross-entropy over its labelled positions
+    (:func:`masked_lm_loss`). Returns ``(total, encoder_loss, decoder_loss)``.
+
+    Example:
+        >>> total, encoder_part, decoder_part = retromae_loss(
+        ...     labels[0], encoder_logits, labels[1], decoder_logits)
+    """
+    encoder_loss = masked_lm_loss(encoder_labels, encoder_logits)
+    decoder_loss = masked_lm_loss(decoder_labels, decoder_logits)
+    return encoder_weight * encoder_loss + decoder_weight * decoder_loss, encoder_loss, decoder_loss
+
+
+class RetroMAETrainer(keras.Model):
+    """Trains a :class:`bert4sim.models.RetroMAE` with :func:`retromae_loss` under ``model.fit``.
+
+    Data: ``(inputs, labels)`` from :func:`bert4sim.data.retromae_batches`.
+    The shared MLM head is applied only at labelled positions (the loss
+    equals the full computation); ``fit`` logs ``encoder_loss`` and
+    ``decoder_loss`` beside ``loss``.
+
+    Example:
+        >>> retromae = build_retromae_model(config, ckpt, return_keras_model=False)
+        >>> trainer = RetroMAETrainer(retromae)
+        >>> trainer.compile(optimizer=make_optimizer(1e-4, total_steps=1000))
+        >>> trainer.fit(retromae_dataset(retromae_batches(texts, collator, 32)), steps_per_epoch=100)
+    """
+
+    def __init__(self, retromae, encoder_weight=1.0, decoder_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not all(hasattr(retromae, name) for name in ("backbone", "mlm_logits", "encoder")):
+            raise TypeError("RetroMAETrainer needs the RetroMAE object of "
+                            "build_retromae_model(..., return_keras_model=False)")
+        self.retromae = retromae
+        self.backbone = retromae.backbone
+        # The MLM head is outside the backbone; listing its layers makes Keras train them.
+        self.head_layers = [retromae.encoder.mlm_transform, retromae.encoder.mlm_bias]
+        self.encoder_weight, self.decoder_weight = encoder_weight, decoder_weight
+        self.encoder_tracker = keras.metrics.Mean(name="encoder_loss")
+        self.decoder_tracker = keras.metrics.Mean(name="decoder_loss")
+        self.built = True  # every weight already exists (the backbone is built)
+
+    def call(self, inputs, training=None):
+        return self.backbone(list(inputs), training=training)
+
+    def _part_loss(self, labels, hidden):
+        positions = ops.where(ops.not_equal(labels, 0))
+        logits = self.retromae.mlm_logits(_gather_nd(hidden, positions))
+        targets = _gather_nd(labels, positions)
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"),
+                                                                     from_logits=True)
+        return ops.sum(cross_entropy) / ops.maximum(ops.cast(ops.shape(targets)[0], "float32"), 1.0)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        _, encoder_sequence, decoder_hidden = y_pred if y_pred is not None else self(x, training=training)
+        encoder_loss = self._part_loss(y[0], encoder_sequence)
+        decoder_loss = self._part_loss(y[1], decoder_hidden)
+        self.encoder_tracker.update_state(encoder_loss)
+        self.decoder_tracker.update_state(decoder_loss)
+        return self.encoder_weight * encoder_loss + self.decoder_weight * decoder_loss
+
+    @property
+    def metrics(self):
+        return [*super().metrics, self.encoder_tracker, self.decoder_tracker]

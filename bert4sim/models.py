@@ -523,3 +523,148 @@ def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert"):
     """
     transformer = model if isinstance(model, Transformer) else Transformer.from_model(model)
     return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix)
+
+
+# --- Sentence encoders ---
+
+
+def build_sentence_encoder(transformer, pooling="mean", normalize=False, name="sentence_encoder"):
+    """A Keras model ``[token_ids, segment_ids] -> [batch, hidden]`` pooling a transformer's tokens.
+
+    ``transformer``: a builder (``return_keras_model=False``) or a bert4sim Keras
+    model; ``pooling``: ``'cls'``, ``'mean'`` or ``'max'`` (padding excluded),
+    or ``'pooler'`` for the model's own pooler output.
+
+    Example:
+        >>> bert = build_transformer_model(config, ckpt, return_keras_model=False)
+        >>> encoder = build_sentence_encoder(bert, "mean")
+    """
+    if not isinstance(transformer, Transformer):
+        transformer = Transformer.from_model(transformer)
+    inputs = transformer.model.inputs
+    if pooling == "pooler":
+        if transformer.pooler is None:
+            raise ValueError("pooling='pooler' needs a model built with with_pool=True or 'linear'")
+        if normalize:
+            raise ValueError("normalize=True works with cls/mean/max pooling; normalise pooler vectors downstream")
+        vectors = transformer.pooler.output
+    else:
+        vectors = L.Pooling(pooling, normalize=normalize, name="Pooling")([transformer.blocks[-1].output, inputs[0]])
+    return keras.Model(inputs, vectors, name=name)
+
+
+# --- RetroMAE ---
+
+
+class RetroMAE:
+    """RetroMAE pre-training model: a BERT/RoFormer encoder plus a one-layer enhanced decoder.
+
+    Made by :func:`build_retromae_model`. Attributes:
+
+    - ``encoder``: the encoder's :class:`Transformer` (with an MLM head giving
+      logits); save it alone with :meth:`save_encoder`.
+    - ``decoder``: the :class:`bert4sim.layers.EnhancedDecoderBlock`.
+    - ``model``: Keras model, inputs ``[encoder_token_ids, segment_ids,
+      decoder_token_ids, decoder_attention_mask]`` (the first three int32
+      ``[B, L]``, the mask bool ``[B, L, L]``, as
+      :class:`bert4sim.data.RetroMAECollator` makes them), outputs
+      ``[sentence_vectors [B, H], encoder_logits [B, L, V], decoder_logits [B, L, V]]``.
+    - ``backbone``: same inputs, outputs ``[sentence_vectors,
+      encoder_sequence, decoder_hidden]`` before the shared MLM head (the
+      trainer applies the head only where there are labels).
+
+    Example:
+        >>> retromae = build_retromae_model(vocab_size=100, hidden_size=64, num_hidden_layers=2,
+        ...                                 num_attention_heads=2, intermediate_size=128,
+        ...                                 return_keras_model=False)
+        >>> vectors, encoder_logits, decoder_logits = retromae.model(batch_inputs)
+        >>> retromae.save_encoder("out/bert_model.ckpt")
+    """
+
+    def __init__(self, encoder, decoder, model, backbone):
+        self.encoder, self.decoder, self.model, self.backbone = encoder, decoder, model, backbone
+
+    def mlm_logits(self, hidden):
+        """Logits of the encoder's MLM head (shared by the decoder): transform, tied embedding, bias."""
+        e = self.encoder
+        return e.mlm_bias(e.token_embedding(e.mlm_transform(hidden), reverse=True))
+
+    def save_encoder(self, checkpoint_path, config_path=None):
+        """Save the encoder alone (with its MLM head) as a Google-format checkpoint.
+
+        Example:
+            >>> retromae.save_encoder("checkpoints/retromae/bert_model.ckpt")
+        """
+        return self.encoder.save_weights_as_checkpoint(checkpoint_path, config_path)
+
+
+def build_retromae_model(
+    config_path=None,
+    checkpoint_path=None,
+    model="bert",
+    with_pool=False,
+    keep_tokens=None,
+    allow_missing_heads=False,
+    return_keras_model=True,
+    **kwargs,
+):
+    """Build a RetroMAE pre-training model (encoder + enhanced decoder), optionally from a checkpoint.
+
+    The encoder comes from :func:`build_transformer_model` (same arguments,
+    ``with_mlm='linear'``); its [CLS] state is the sentence vector ``h``.
+    The decoder is one :class:`~bert4sim.layers.EnhancedDecoderBlock`: the
+    query stream is ``h`` plus the encoder's position embeddings (RoFormer:
+    ``h`` alone, the decoder's attention adds rotary positions), the content
+    stream is ``h`` followed by the encoder's embedding output of the
+    original tokens; the decoder's predictions go through the encoder's
+    MLM head (tied to the token embedding). ``with_pool`` keeps a pooler in
+    the encoder (e.g. to carry a released checkpoint's pooler through to the
+    saved encoder); RetroMAE does not train it. ``allow_missing_heads=True``
+    accepts a checkpoint without an MLM head (or pooler), whose weights then
+    start random. Returns the Keras model, or the :class:`RetroMAE` object
+    with ``return_keras_model=False``.
+
+    Example:
+        >>> retromae = build_retromae_model("bert_config.json", "bert_model.ckpt",
+        ...                                 keep_tokens=keep_tokens, return_keras_model=False)
+    """
+    encoder = build_transformer_model(
+        config_path,
+        checkpoint_path,
+        model=model,
+        with_pool=with_pool,
+        with_mlm="linear",
+        keep_tokens=keep_tokens,
+        allow_missing_heads=allow_missing_heads,
+        return_keras_model=False,
+        **kwargs,
+    )
+    c = encoder.config
+    decoder = L.EnhancedDecoderBlock(
+        c["num_attention_heads"],
+        c["intermediate_size"],
+        hidden_act=c["hidden_act"],
+        dropout_rate=encoder.dropout_rate,
+        attention_dropout_rate=encoder.attention_dropout_rate,
+        use_rope=model == "roformer",
+        kernel_initializer=encoder._initializer(),
+        name="RetroMAE-Decoder",
+    )
+    token_ids, segment_ids = encoder.model.inputs
+    decoder_token_ids = keras.Input(shape=(None,), dtype="int32", name="Input-Decoder-Token")
+    decoder_mask = keras.Input(shape=(None, None), dtype="bool", name="Input-Decoder-Mask")
+    sequence = encoder.blocks[-1].output
+    sentence = L.Pooling("cls", name="RetroMAE-Sentence")([sequence, token_ids])
+    embeddings = encoder.embed(decoder_token_ids, segment_ids)
+    query, content = L.RetroMAEStreams(name="RetroMAE-Streams")([sequence, embeddings])
+    if encoder.position_embedding is not None:
+        query = encoder.position_embedding(query)
+    hidden = decoder([query, content], attention_mask=decoder_mask)
+    inputs = [token_ids, segment_ids, decoder_token_ids, decoder_mask]
+    backbone = keras.Model(inputs, [sentence, sequence, hidden], name="retromae_backbone")
+    retromae = RetroMAE(encoder, decoder, None, backbone)
+    encoder_logits = encoder.model.outputs[-1]
+    retromae.model = keras.Model(
+        inputs, [sentence, encoder_logits, retromae.mlm_logits(hidden)], name="retromae"
+    )
+    return retromae.model if return_keras_model else retromae
