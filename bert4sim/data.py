@@ -255,3 +255,207 @@ def read_passages(path):
     if not passages:
         raise ValueError(f"corpus file {path} has no non-empty lines")
     return passages
+
+
+# --- RetroMAE collator ---
+
+RETROMAE_INPUTS = ("encoder_token_ids", "segment_ids", "decoder_token_ids", "decoder_attention_mask")
+RETROMAE_LABELS = ("encoder_labels", "decoder_labels")
+
+
+def pack_sentences(passages, max_chars, separators=SENTENCE_SEPARATORS):
+    """Cut passages into texts of at most ``max_chars`` characters, keeping whole sentences together.
+
+    Consecutive sentences of a passage are joined while they fit; a sentence
+    longer than ``max_chars`` is cut into ``max_chars`` pieces. Used to turn a
+    corpus of long passages into pre-training texts that fit ``maxlen``.
+
+    Example:
+        >>> pack_sentences(["今天下雨。明天晴。后天呢？"], max_chars=9)
+        ['今天下雨。明天晴。', '后天呢？']
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, got {max_chars}")
+    texts = []
+    for passage in passages:
+        current = ""
+        for sentence in split_sentences(passage, separators):
+            while len(sentence) > max_chars:
+                if current:
+                    texts.append(current)
+                    current = ""
+                texts.append(sentence[:max_chars])
+                sentence = sentence[max_chars:]
+            if len(current) + len(sentence) > max_chars:
+                texts.append(current)
+                current = ""
+            current += sentence
+        if current:
+            texts.append(current)
+    return texts
+
+
+def _sample_count(rate, available, rng):
+    """How many of ``available`` positions to hide: ``rate * available`` rounded up or down at random.
+
+    The expected count is exactly ``rate * available``, so short texts are
+    not masked more (or less) than the rate says.
+    """
+    scaled = rate * available
+    return int(np.floor(scaled)) + int(rng.random() < scaled - np.floor(scaled))
+
+
+def sample_decoder_mask(length, rate, rng, padded_length=None):
+    """RetroMAE's position-specific decoder attention mask: bool ``[padded_length, padded_length]``.
+
+    For a text of ``length`` tokens (``[CLS]`` at 0), row ``i`` (a query)
+    always sees column 0 (the sentence vector), never sees column ``i``
+    (for ``i >= 1``), and of the other real positions ``1..length-1`` it
+    hides a random subset of ``rate * count`` of them (rounded up or down at
+    random, so each is hidden with probability ``rate``), drawn anew for
+    every row. Padding columns are hidden; padding rows see column 0 only.
+
+    Example:
+        >>> mask = sample_decoder_mask(6, 0.5, np.random.default_rng(0), padded_length=8)
+        >>> mask[:, 0].all(), mask[3, 3]
+        (True, False)
+    """
+    padded_length = length if padded_length is None else padded_length
+    if length < 1 or padded_length < length:
+        raise ValueError(f"need 1 <= length <= padded_length, got length={length}, padded_length={padded_length}")
+    mask = np.zeros((padded_length, padded_length), dtype=bool)
+    mask[:, 0] = True
+    positions = np.arange(1, length)
+    for row in range(length):
+        others = positions[positions != row]
+        hidden = _sample_count(rate, len(others), rng)
+        mask[row, rng.permutation(others)[hidden:]] = True
+    return mask
+
+
+class RetroMAECollator:
+    """Turns texts into RetroMAE batches: masked encoder input, decoder input, sampled masks, labels.
+
+    For each text (``[CLS] ... [SEP]``, cut to ``maxlen`` tokens):
+
+    - encoder: ``encoder_mask_rate * n`` of its ``n`` text tokens
+      (``[CLS]``/``[SEP]`` excluded; rounded up or down at random, at
+      least one) are picked; a pick becomes ``[MASK]``
+      (80 %), a random ordinary token (10 %) or stays (10 %);
+      ``encoder_labels`` holds the original id at picks, 0 elsewhere.
+    - decoder: ``decoder_token_ids`` are the original (unmasked) ids;
+      ``decoder_attention_mask`` comes from :func:`sample_decoder_mask` at
+      ``decoder_mask_rate``; ``decoder_labels`` hold every original text
+      token (``[CLS]`` and the final ``[SEP]`` excluded), 0 elsewhere.
+
+    Label 0 means "no loss here" (id 0 is ``[PAD]``, never a target).
+    Defaults follow the RetroMAE code (encoder 0.3, decoder 0.5). Draws
+    come from ``numpy.random.default_rng(seed)``, so a collator with the same
+    seed given the same texts returns the same batches. ``texts`` may also be
+    lists of token ids (already with ``[CLS]``/``[SEP]``).
+
+    Example:
+        >>> collator = RetroMAECollator(tokenizer, maxlen=64, seed=0)
+        >>> batch = collator(["信用卡怎么注销", "怎么修改收货地址"])
+        >>> batch["decoder_attention_mask"].shape    # (2, L, L)
+    """
+
+    def __init__(self, tokenizer, maxlen=512, encoder_mask_rate=0.3, decoder_mask_rate=0.5, seed=0):
+        for name, rate in (("encoder_mask_rate", encoder_mask_rate), ("decoder_mask_rate", decoder_mask_rate)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        if maxlen < 3:
+            raise ValueError(f"maxlen must be at least 3 ([CLS], one token, [SEP]), got {maxlen}")
+        if tokenizer._token_mask_id is None:
+            raise ValueError("the vocabulary has no [MASK] token, which the RetroMAE encoder input needs")
+        self.tokenizer, self.maxlen = tokenizer, maxlen
+        self.encoder_mask_rate, self.decoder_mask_rate = encoder_mask_rate, decoder_mask_rate
+        self.rng = np.random.default_rng(seed)
+        special = {tokenizer._token_dict.get(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+        self.ordinary_ids = np.array([i for i in range(tokenizer.vocab_size) if i not in special])
+
+    def _token_ids(self, text, index):
+        if isinstance(text, str):
+            return self.tokenizer.encode(text, maxlen=self.maxlen)[0]
+        try:
+            ids = [int(i) for i in text]
+        except (TypeError, ValueError):
+            raise TypeError(f"text {index} must be a string or a list of token ids, got {text!r}") from None
+        if not 2 <= len(ids) <= self.maxlen:
+            raise ValueError(f"text {index} has {len(ids)} token ids; need 2..maxlen={self.maxlen} "
+                             "including [CLS] and [SEP]")
+        return ids
+
+    def mask_encoder_input(self, token_ids):
+        """``(masked_ids, labels)`` for one text's ids, by the encoder rule above."""
+        masked, labels = list(token_ids), [0] * len(token_ids)
+        candidates = np.arange(1, len(token_ids) - 1)
+        count = _sample_count(self.encoder_mask_rate, len(candidates), self.rng)
+        if self.encoder_mask_rate > 0 and len(candidates):
+            count = max(count, 1)  # every text gets at least one MLM target, as in the reference
+        picks = self.rng.permutation(candidates)[:count]
+        for position in sorted(picks):
+            labels[position] = token_ids[position]
+            draw = self.rng.random()
+            if draw < 0.8:
+                masked[position] = self.tokenizer._token_mask_id
+            elif draw < 0.9 and len(self.ordinary_ids):
+                masked[position] = int(self.rng.choice(self.ordinary_ids))
+        return masked, labels
+
+    def __call__(self, texts):
+        if isinstance(texts, str) or not len(texts):
+            raise ValueError("RetroMAECollator takes a non-empty list of texts")
+        originals = [self._token_ids(text, i) for i, text in enumerate(texts)]
+        length = max(len(ids) for ids in originals)
+        encoder_ids, encoder_labels, decoder_labels, masks = [], [], [], []
+        for ids in originals:
+            masked, labels = self.mask_encoder_input(ids)
+            encoder_ids.append(masked)
+            encoder_labels.append(labels)
+            decoder_labels.append([0] + list(ids[1:-1]) + [0])
+            masks.append(sample_decoder_mask(len(ids), self.decoder_mask_rate, self.rng, length))
+        decoder_ids = sequence_padding(originals, length)
+        return {
+            "encoder_token_ids": sequence_padding(encoder_ids, length).astype("int32"),
+            "segment_ids": np.zeros_like(decoder_ids, dtype="int32"),
+            "encoder_labels": sequence_padding(encoder_labels, length).astype("int32"),
+            "decoder_token_ids": decoder_ids.astype("int32"),
+            "decoder_attention_mask": np.stack(masks),
+            "decoder_labels": sequence_padding(decoder_labels, length).astype("int32"),
+        }
+
+
+def retromae_batches(texts, collator, batch_size, seed=0):
+    """Endless RetroMAE batches ``(inputs, labels)`` for ``model.fit``, reshuffled every pass.
+
+    ``inputs`` = ``(encoder_token_ids, segment_ids, decoder_token_ids,
+    decoder_attention_mask)``, ``labels`` = ``(encoder_labels, decoder_labels)``
+    (the order of :data:`RETROMAE_INPUTS` / :data:`RETROMAE_LABELS`). The last
+    incomplete batch of a pass is dropped.
+
+    Example:
+        >>> batches = retromae_batches(texts, RetroMAECollator(tokenizer, 64), batch_size=32)
+        >>> inputs, labels = next(batches)
+    """
+    if not 1 <= batch_size <= len(texts):
+        raise ValueError(f"batch_size must be between 1 and the number of texts ({len(texts)}), got {batch_size}")
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(texts))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            batch = collator([texts[i] for i in order[start : start + batch_size]])
+            yield tuple(batch[k] for k in RETROMAE_INPUTS), tuple(batch[k] for k in RETROMAE_LABELS)
+
+
+def retromae_dataset(batches):
+    """Wrap :func:`retromae_batches` as a ``tf.data.Dataset`` (int32 ids, bool mask).
+
+    Example:
+        >>> trainer.fit(retromae_dataset(retromae_batches(texts, collator, 32)), steps_per_epoch=100)
+    """
+    import tensorflow as tf
+
+    ids = tf.TensorSpec((None, None), tf.int32)
+    spec = ((ids, ids, ids, tf.TensorSpec((None, None, None), tf.bool)), (ids, ids))
+    return tf.data.Dataset.from_generator(lambda: batches, output_signature=spec).prefetch(2)

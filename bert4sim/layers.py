@@ -717,3 +717,75 @@ class Pooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "normalize": self.normalize}
+
+
+# --- RetroMAE ---
+
+
+@_serializable
+class RetroMAEStreams(keras.layers.Layer):
+    """The two input streams of RetroMAE's enhanced decoder, before positions are added.
+
+    Inputs ``[encoder_sequence, decoder_embeddings]`` (both ``[B, L, H]``).
+    With ``h`` the encoder's first ([CLS]) state, returns
+    ``[query_base, content]``: ``query_base`` is ``h`` repeated at every
+    position (the builder adds position embeddings to make H1) and
+    ``content`` is H2 = ``[h, e_1, ..., e_{L-1}]``, the decoder embeddings
+    with position 0 replaced by ``h``.
+
+    Example:
+        >>> query_base, content = RetroMAEStreams()([sequence_output, token_embeddings])
+    """
+
+    def call(self, inputs):
+        sequence, embeddings = inputs
+        sentence = ops.cast(sequence[:, :1], embeddings.dtype)
+        query_base = ops.broadcast_to(sentence, ops.shape(embeddings))
+        content = ops.concatenate([sentence, embeddings[:, 1:]], axis=1)
+        return [query_base, content]
+
+    def compute_output_spec(self, inputs):
+        spec = keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)
+        return [spec, keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)]
+
+
+@_serializable
+class EnhancedDecoderBlock(TransformerBlock):
+    """RetroMAE's one-layer decoder with enhanced decoding (query stream over content stream).
+
+    ``call([query_stream, content_stream], attention_mask)``: queries come
+    from H1 (the sentence vector plus position embeddings), keys and values
+    from H2 (the sentence vector at position 0, then the embeddings of the
+    original tokens); ``attention_mask`` is bool ``[B, L, L]``, sampled per
+    example so that row i never sees position i and always sees position 0.
+    Otherwise a post-LayerNorm BERT layer whose residual runs on the query
+    stream; the weights have the same layout as :class:`TransformerBlock`.
+
+    Example:
+        >>> decoder = EnhancedDecoderBlock(num_heads=2, intermediate_size=128)
+        >>> hidden = decoder([query_stream, content_stream], attention_mask=mask)  # [B, L, H]
+    """
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2 or not isinstance(
+            input_shape[0], (list, tuple)
+        ):
+            raise ValueError(
+                f"EnhancedDecoderBlock takes [query_stream, content_stream], got input shape {input_shape}"
+            )
+        query_shape, content_shape = input_shape
+        if query_shape[-1] != content_shape[-1]:
+            raise ValueError(
+                f"query stream {tuple(query_shape)} and content stream {tuple(content_shape)} "
+                "must have the same hidden size"
+            )
+        super().build(tuple(query_shape))
+
+    def call(self, inputs, attention_mask=None, training=None):
+        query, content = inputs
+        attended = self.attention(query, content, attention_mask=attention_mask, training=training)
+        x = self.attention_norm(query + self.dropout(attended, training=training))
+        return self.output_norm(x + self.dropout(self.feed_forward(x), training=training))
+
+    def compute_output_spec(self, inputs, attention_mask=None, **kwargs):
+        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
