@@ -328,6 +328,9 @@ class RetroMAETrainer(keras.Model):
         return ops.sum(cross_entropy) / ops.maximum(ops.cast(ops.shape(targets)[0], "float32"), 1.0)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y is None or len(y) != 2:
+            raise ValueError("RetroMAETrainer needs (inputs, (encoder_labels, decoder_labels)) batches, "
+                             "as bert4sim.data.retromae_batches yields them")
         _, encoder_sequence, decoder_hidden = y_pred if y_pred is not None else self(x, training=training)
         encoder_loss = self._part_loss(y[0], encoder_sequence)
         decoder_loss = self._part_loss(y[1], decoder_hidden)

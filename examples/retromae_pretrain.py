@@ -3,9 +3,13 @@
 Input: a plain-text corpus, one passage per line (passages are cut into texts of whole sentences that
 fit --maxlen). Default: a tiny BERT pre-trained from scratch on the shipped Chinese passages (a few
 minutes on a CPU). With --config/--checkpoint/--vocab it continues from a released BERT (or RoFormer)
-checkpoint. At the end it saves the ENCODER ALONE as a Google-format checkpoint + bert_config.json +
-vocab.txt under --output, which build_transformer_model (and examples/simbert.py or sbert.py via
---config/--checkpoint/--vocab) can start from; its [CLS] state is the sentence vector.
+checkpoint. At the end it saves the ENCODER ALONE (Google-format checkpoint + bert_config.json +
+vocab.txt) in OUTPUT/encoder/; its [CLS] state is the sentence vector. build_transformer_model loads
+it, and so do the other examples:
+
+    python examples/sbert.py --init checkpoints/retromae_demo/encoder --pooling cls
+    python examples/simbert.py --config checkpoints/retromae_demo/encoder/bert_config.json \
+        --checkpoint checkpoints/retromae_demo/encoder --vocab checkpoints/retromae_demo/encoder/vocab.txt
 
     python examples/retromae_pretrain.py                    # tiny model, shipped corpus
     python examples/retromae_pretrain.py --micro            # seconds: CI smoke run
@@ -38,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--maxlen", type=int, default=32, help="tokens per text, [CLS]/[SEP] included")
     parser.add_argument("--encoder-mask-rate", type=float, default=0.3)
     parser.add_argument("--decoder-mask-rate", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the texts")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-4 from a checkpoint")
@@ -86,13 +90,14 @@ def pretrain(args):
     steps = args.steps_per_epoch or max(1, len(texts) // args.batch_size)
     strategy = get_strategy()
     with strategy.scope():
+        # The encoder carries a pooler (a released checkpoint's, or a random one) that RetroMAE does not
+        # train, so that scripts building with_pool (SimBERT) can load the saved encoder as it is.
         if args.config:
-            # with_pool keeps a released checkpoint's pooler in the saved encoder (RetroMAE does not train it).
             retromae = build_retromae_model(args.config, args.checkpoint, model=args.model, with_pool=True,
                                             keep_tokens=keep_tokens, allow_missing_heads=True,
                                             return_keras_model=False)
         else:
-            retromae = build_retromae_model(vocab_size=tokenizer.vocab_size, model=args.model,
+            retromae = build_retromae_model(vocab_size=tokenizer.vocab_size, model=args.model, with_pool=True,
                                             return_keras_model=False, **(MICRO if args.micro else TINY))
         trainer = RetroMAETrainer(retromae)
         lr = args.lr or (1e-4 if args.config else 1e-3)
@@ -113,14 +118,15 @@ def save_encoder(args, retromae, tokenizer):
     from bert4sim.snippets import sequence_padding
     from bert4sim.tokenizers import save_vocab
 
-    retromae.save_encoder(os.path.join(args.output, "bert_model.ckpt"))
-    save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)
-    print(f"saved the encoder (Google format), bert_config.json and vocab.txt in {os.path.abspath(args.output)}")
+    folder = os.path.join(args.output, "encoder")
+    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"))
+    save_vocab(os.path.join(folder, "vocab.txt"), tokenizer.token_dict)
+    print(f"saved the encoder alone (Google format), bert_config.json and vocab.txt in {os.path.abspath(folder)}")
     token_ids = sequence_padding([tokenizer.encode(t, maxlen=args.maxlen)[0] for t in ["信用卡怎么注销", "怎么修改收货地址"]])
     segment_ids = np.zeros_like(token_ids)
     inside = retromae.model.predict([token_ids, segment_ids, token_ids, np.ones(token_ids.shape + token_ids.shape[1:], bool)],
                                     verbose=0)[0]
-    reloaded = build_transformer_model(os.path.join(args.output, "bert_config.json"), args.output, model=args.model)
+    reloaded = build_transformer_model(os.path.join(folder, "bert_config.json"), folder, model=args.model)
     outside = reloaded.predict([token_ids, segment_ids], verbose=0)[:, 0]
     print(f"reloaded encoder: max |[CLS] difference| = {np.abs(inside - outside).max():.2e}")
     return reloaded
@@ -148,7 +154,7 @@ def finetune_and_evaluate(args, tokenizer, checkpoint_dir=None):
     from bert4sim.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
-    config = os.path.join(args.output, "bert_config.json")
+    config = os.path.join(args.output, "encoder", "bert_config.json")
     if checkpoint_dir:
         bert = build_transformer_model(config, checkpoint_dir, model=args.model, return_keras_model=False)
     else:  # the same architecture, randomly initialised
@@ -189,7 +195,8 @@ def main(argv=None):
     save_encoder(args, retromae, tokenizer)
     if args.compare:
         results = {name: finetune_and_evaluate(args, tokenizer, source)
-                   for name, source in (("RetroMAE pre-trained", args.output), ("random init", None))}
+                   for name, source in (("RetroMAE pre-trained", os.path.join(args.output, "encoder")),
+                                        ("random init", None))}
         print(f"\nSTS test Spearman ([CLS] cosine), before -> after {args.finetune_epochs} epoch(s) of CoSENT "
               "fine-tuning on sts_train.tsv:")
         for name, (before, after) in results.items():

@@ -19,6 +19,7 @@ def test_retromae_example_micro_run(tmp_path, capsys):
     import retromae_pretrain
 
     from bert4sim.models import build_transformer_model
+    from bert4sim.tokenizers import load_vocab
 
     out = str(tmp_path / "retromae")
     args = retromae_pretrain.parse_args(["--micro", "--output", out])
@@ -28,15 +29,22 @@ def test_retromae_example_micro_run(tmp_path, capsys):
     assert history.history["decoder_loss"][-1] < history.history["decoder_loss"][0]
     assert {"encoder_loss", "decoder_loss"} <= set(history.history)
     retromae_pretrain.save_encoder(args, retromae, tokenizer)
+    folder = os.path.join(out, "encoder")
     for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index"):
-        assert os.path.isfile(os.path.join(out, name))
+        assert os.path.isfile(os.path.join(folder, name))
     # The exported encoder alone gives the [CLS] vectors of the pre-training model.
     ids, segments = cls_inputs(tokenizer)
     mask = np.ones(ids.shape + ids.shape[1:], bool)
     inside = retromae.model.predict([ids, segments, ids, mask], verbose=0)[0]
-    reloaded = build_transformer_model(os.path.join(out, "bert_config.json"), out)
+    reloaded = build_transformer_model(os.path.join(folder, "bert_config.json"), folder)
     np.testing.assert_allclose(reloaded.predict([ids, segments], verbose=0)[:, 0], inside, atol=1e-6)
     assert "reloaded encoder: max |[CLS] difference|" in capsys.readouterr().out
+    # What examples/simbert.py builds from it: unilm, linear pooler, simplified vocab (keep_tokens).
+    token_dict, keep_tokens = load_vocab(os.path.join(folder, "vocab.txt"), simplified=True,
+                                         startswith=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    simbert = build_transformer_model(os.path.join(folder, "bert_config.json"), folder, application="unilm",
+                                      with_pool="linear", keep_tokens=keep_tokens)
+    assert simbert.outputs[1].shape[-1] == len(keep_tokens)
 
 
 def test_retromae_example_starts_from_a_checkpoint(tmp_path):
@@ -57,7 +65,8 @@ def test_retromae_example_starts_from_a_checkpoint(tmp_path):
                                       "--checkpoint", released, "--vocab", vocab, "--maxlen", "24"])
     assert len(history.history["loss"]) == 1
     # The saved encoder keeps the released pooler (RetroMAE does not train it) and loads back.
-    saved = build_transformer_model(os.path.join(out, "bert_config.json"), out, with_pool=True)
+    folder = os.path.join(out, "encoder")
+    saved = build_transformer_model(os.path.join(folder, "bert_config.json"), folder, with_pool=True)
     np.testing.assert_array_equal(saved.get_layer("Pooler-Dense").get_weights()[0],
                                   bert.get_layer("Pooler-Dense").get_weights()[0])
     assert not np.array_equal(saved.get_layer("Transformer-0").get_weights()[0],

@@ -371,6 +371,9 @@ def test_trainer_trains_every_weight_and_rejects_a_keras_model():
     assert {v.path for v in trainer.trainable_weights} == {v.path for v in retromae.model.trainable_weights}
     with pytest.raises(TypeError, match="build_retromae_model\\(..., return_keras_model=False\\)"):
         RetroMAETrainer(retromae.model)
+    inputs, _ = fixed_batch()
+    with pytest.raises(ValueError, match="needs \\(inputs, \\(encoder_labels, decoder_labels\\)\\) batches"):
+        trainer.compute_loss(inputs, None)
 
 
 def test_saved_encoder_reloads_with_the_same_cls_vectors(tmp_path, checkpoint):
