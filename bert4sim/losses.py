@@ -100,6 +100,9 @@ class SimBERTTrainer(keras.Model):
         if transformer.application != "unilm":
             raise ValueError(f"SimBERTTrainer needs application='unilm', got {transformer.application!r}")
         self.transformer = transformer
+        # The MLM head is applied in compute_loss, outside the backbone graph: keep its
+        # layers as attributes so Keras tracks (and trains) their weights.
+        self.mlm_transform, self.mlm_bias = transformer.mlm_transform, transformer.mlm_bias
         inputs = transformer.model.inputs
         pooled = transformer.pooler(transformer.blocks[-1].output)
         self.backbone = keras.Model(inputs, [pooled, transformer.blocks[-1].output], name="backbone")
