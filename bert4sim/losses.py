@@ -166,22 +166,41 @@ def _unit(x):
 
 
 def cosine_regression_loss(u, v, scores):
-    """Sentence-BERT regression objective: MSE between cos(u, v) and the gold score (scaled to [0, 1])."""
+    """Sentence-BERT regression objective: MSE between cos(u, v) and the gold score (scaled to [0, 1]).
+
+    Example:
+        >>> cosine_regression_loss(u, v, gold_scores / 5.0)
+    """
     cosine = ops.sum(_unit(u) * _unit(v), axis=-1)
     return ops.mean(ops.square(cosine - ops.cast(scores, "float32")))
 
 
 def triplet_loss(anchor, positive, negative, margin=1.0):
-    """Sentence-BERT triplet objective: max(‖a−p‖ − ‖a−n‖ + margin, 0), Euclidean, margin 1 as in the paper."""
+    """Sentence-BERT triplet objective: max(‖a−p‖ − ‖a−n‖ + margin, 0), Euclidean.
+
+    The margin defaults to 1 as in the paper (sentence-transformers' TripletLoss uses 5).
+
+    Example:
+        >>> triplet_loss(anchor_vectors, positive_vectors, negative_vectors, margin=1.0)
+    """
     anchor, positive, negative = (ops.cast(t, "float32") for t in (anchor, positive, negative))
     distance_positive = ops.norm(anchor - positive, axis=-1)
     distance_negative = ops.norm(anchor - negative, axis=-1)
     return ops.mean(ops.relu(distance_positive - distance_negative + margin))
 
 
-def multiple_negatives_ranking_loss(u, v, scale=20.0):
-    """In-batch negatives: row i of cos(u, v)·scale should pick column i (softmax cross-entropy)."""
-    scores = ops.matmul(_unit(u), ops.transpose(_unit(v))) * scale
+def multiple_negatives_ranking_loss(u, v, negatives=None, scale=20.0):
+    """In-batch negatives: row i of scale·cos(u, [v; negatives]) should pick column i.
+
+    Softmax cross-entropy, anchors to candidates only (not symmetric), as
+    sentence-transformers' MultipleNegativesRankingLoss; ``negatives`` (one
+    hard negative per row, optional) are appended as extra candidate columns.
+
+    Example:
+        >>> multiple_negatives_ranking_loss(question_vectors, answer_vectors)
+    """
+    candidates = _unit(v) if negatives is None else ops.concatenate([_unit(v), _unit(negatives)], axis=0)
+    scores = ops.matmul(_unit(u), ops.transpose(candidates)) * scale
     labels = ops.arange(ops.shape(scores)[0])
     return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=True))
 
@@ -202,7 +221,11 @@ def cosent_loss(u, v, scores, scale=20.0):
 
 
 def softmax_classification_logits(classifier, u, v):
-    """Sentence-BERT classification head input: W · [u; v; |u − v|]."""
+    """Sentence-BERT classification head: ``classifier([u; v; |u − v|])`` (the paper's default concatenation).
+
+    Example:
+        >>> logits = softmax_classification_logits(keras.layers.Dense(3), u, v)
+    """
     return classifier(ops.concatenate([u, v, ops.abs(u - v)], axis=-1))
 
 
@@ -210,13 +233,17 @@ class SentenceBERTTrainer(keras.Model):
     """Siamese / triplet training of one shared sentence encoder with a Sentence-BERT objective.
 
     ``encoder`` maps ``[token_ids, segment_ids]`` to vectors (e.g.
-    :func:`bert4sim.models.build_sentence_encoder`). ``objective``:
+    :func:`bert4sim.models.build_sentence_encoder`); every text goes through
+    the same encoder. ``x`` is a tuple of (token_ids, segment_ids) arrays,
+    two per text. ``objective``:
 
-    - ``'classification'``: inputs (a, b) as 4 arrays, y = label; softmax over W·[u; v; |u−v|].
-    - ``'regression'``: inputs (a, b), y = score in [0, 1]; MSE of the cosine.
-    - ``'triplet'``: inputs (anchor, positive, negative) as 6 arrays; Euclidean, ``margin`` (1).
-    - ``'mnrl'``: inputs (a, b) of positive pairs; in-batch negatives, scale 20.
-    - ``'cosent'``: inputs (a, b), y = score; CoSENT, scale 20.
+    - ``'classification'``: texts (a, b), y = integer label; softmax cross-entropy over
+      W·[u; v; |u−v|] (``num_labels`` classes).
+    - ``'regression'``: texts (a, b), y = score in [0, 1]; MSE of the cosine.
+    - ``'triplet'``: texts (anchor, positive, negative); Euclidean, ``margin`` 1.
+    - ``'mnrl'``: texts (a, b) of positive pairs, or (a, b, hard negative); in-batch
+      negatives, ``scale`` 20.
+    - ``'cosent'``: texts (a, b), y = score; CoSENT, ``scale`` 20.
 
     Example:
         >>> trainer = SentenceBERTTrainer(encoder, "cosent")
@@ -225,6 +252,7 @@ class SentenceBERTTrainer(keras.Model):
     """
 
     OBJECTIVES = ("classification", "regression", "triplet", "mnrl", "cosent")
+    TEXTS = {"classification": (2,), "regression": (2,), "triplet": (3,), "mnrl": (2, 3), "cosent": (2,)}
 
     def __init__(self, encoder, objective, num_labels=2, margin=1.0, scale=20.0, **kwargs):
         super().__init__(**kwargs)
@@ -234,16 +262,26 @@ class SentenceBERTTrainer(keras.Model):
         self.margin, self.scale = margin, scale
         self.classifier = None
         if objective == "classification":
+            if num_labels < 2:
+                raise ValueError(f"num_labels must be at least 2, got {num_labels}")
             dim = encoder.outputs[0].shape[-1]
             self.classifier = keras.layers.Dense(num_labels, name="classifier")
             self.classifier.build((None, 3 * dim))
         self.built = True
 
     def call(self, inputs, training=None):
+        inputs = list(inputs)
+        texts = len(inputs) / 2
+        if texts not in self.TEXTS[self.objective]:
+            wanted = " or ".join(str(2 * n) for n in self.TEXTS[self.objective])
+            raise ValueError(f"objective {self.objective!r} takes {wanted} input arrays (token_ids, segment_ids per "
+                             f"text), got {len(inputs)}")
         return [self.encoder([inputs[i], inputs[i + 1]], training=training) for i in range(0, len(inputs), 2)]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         vectors = y_pred if y_pred is not None else self(x, training=training)
+        if self.objective in ("classification", "regression", "cosent") and y is None:
+            raise ValueError(f"objective {self.objective!r} needs targets y (labels or scores)")
         if self.objective == "classification":
             logits = softmax_classification_logits(self.classifier, vectors[0], vectors[1])
             return ops.mean(keras.losses.sparse_categorical_crossentropy(y, ops.cast(logits, "float32"),
@@ -253,7 +291,8 @@ class SentenceBERTTrainer(keras.Model):
         if self.objective == "triplet":
             return triplet_loss(vectors[0], vectors[1], vectors[2], self.margin)
         if self.objective == "mnrl":
-            return multiple_negatives_ranking_loss(vectors[0], vectors[1], self.scale)
+            negatives = vectors[2] if len(vectors) == 3 else None
+            return multiple_negatives_ranking_loss(vectors[0], vectors[1], negatives, self.scale)
         return cosent_loss(vectors[0], vectors[1], y, self.scale)
 
 

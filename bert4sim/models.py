@@ -528,19 +528,36 @@ def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert"):
 # --- Sentence encoders ---
 
 
-def build_sentence_encoder(transformer, pooling="mean", normalize=False, name="sentence_encoder"):
+def build_sentence_encoder(transformer, pooling="mean", normalize=False, model="bert", name="sentence_encoder"):
     """A Keras model ``[token_ids, segment_ids] -> [batch, hidden]`` pooling a transformer's tokens.
 
-    ``transformer``: a builder (``return_keras_model=False``) or a bert4sim Keras
-    model; ``pooling``: ``'cls'``, ``'mean'`` or ``'max'`` (padding excluded),
-    or ``'pooler'`` for the model's own pooler output.
+    ``transformer``: a builder (``return_keras_model=False``), a bert4sim
+    Keras model, or a checkpoint folder (``bert_config.json`` + a Google
+    checkpoint, e.g. a RetroMAE encoder or a released BERT; absent heads are
+    fine, ``model`` says bert or roformer). ``pooling``: ``'cls'``, ``'mean'``
+    or ``'max'`` (padding excluded, :class:`bert4sim.layers.Pooling`), or
+    ``'pooler'`` for the model's own pooler output. The encoder shares its
+    weights with ``transformer``, so training it trains the transformer.
 
     Example:
         >>> bert = build_transformer_model(config, ckpt, return_keras_model=False)
         >>> encoder = build_sentence_encoder(bert, "mean")
+        >>> encoder = build_sentence_encoder("checkpoints/retromae_demo/encoder", "cls")
     """
-    if not isinstance(transformer, Transformer):
+    if pooling not in ("pooler",) + L.Pooling.MODES:
+        raise ValueError(f"pooling must be 'cls', 'mean', 'max' or 'pooler', got {pooling!r}")
+    if isinstance(transformer, (str, os.PathLike)):
+        folder = os.fspath(transformer)
+        config_path = os.path.join(folder, "bert_config.json")
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"{config_path} not found: a checkpoint folder needs bert_config.json")
+        transformer = build_transformer_model(config_path, folder, model=model, with_pool=pooling == "pooler",
+                                              allow_missing_heads=True, return_keras_model=False)
+    elif isinstance(transformer, keras.Model):
         transformer = Transformer.from_model(transformer)
+    elif not isinstance(transformer, Transformer):
+        raise TypeError(f"transformer must be a Transformer, a Keras model or a checkpoint folder, "
+                        f"got {type(transformer).__name__}")
     inputs = transformer.model.inputs
     if pooling == "pooler":
         if transformer.pooler is None:

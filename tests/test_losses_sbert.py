@@ -1,0 +1,117 @@
+"""Sentence-BERT objectives against direct numpy computations on a fixed batch."""
+import keras
+import numpy as np
+import pytest
+
+from bert4sim.losses import (SentenceBERTTrainer, cosent_loss, cosine_regression_loss,
+                             multiple_negatives_ranking_loss, softmax_classification_logits, triplet_loss)
+from bert4sim.models import build_sentence_encoder, build_transformer_model
+
+RNG = np.random.default_rng(0)
+U, V, W = (RNG.standard_normal((5, 4)).astype("float32") for _ in range(3))
+SCORES = np.array([0.9, 0.1, 0.5, 0.5, 0.0], "float32")  # a tie: pairs 2 and 3 are never compared
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def np_logsumexp(x):
+    return np.log(np.exp(x - x.max()).sum()) + x.max()
+
+
+def np_cross_entropy(logits, label):
+    return np_logsumexp(logits) - logits[label]
+
+
+def value(x):
+    return float(keras.ops.convert_to_numpy(x))
+
+
+def test_regression_is_mse_of_cosine():
+    cos = np.array([u @ v / np.linalg.norm(u) / np.linalg.norm(v) for u, v in zip(U, V)])
+    assert value(cosine_regression_loss(U, V, SCORES)) == pytest.approx(((cos - SCORES) ** 2).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("margin", [1.0, 5.0])
+def test_triplet_is_euclidean_hinge(margin):
+    expected = np.mean([max(np.linalg.norm(a - p) - np.linalg.norm(a - n) + margin, 0.0) for a, p, n in zip(U, V, W)])
+    assert value(triplet_loss(U, V, W, margin=margin)) == pytest.approx(expected, rel=1e-5)
+    # the paper's margin 1 is the default
+    assert value(triplet_loss(U, V, W)) == pytest.approx(value(triplet_loss(U, V, W, margin=1.0)))
+
+
+def test_multiple_negatives_ranking_in_batch_and_hard_negatives():
+    scores = unit(U) @ unit(V).T * 20
+    expected = np.mean([np_cross_entropy(scores[i], i) for i in range(5)])
+    assert value(multiple_negatives_ranking_loss(U, V)) == pytest.approx(expected, rel=1e-5)
+    # hard negatives become 5 extra candidate columns for every anchor
+    scores = unit(U) @ np.concatenate([unit(V), unit(W)]).T * 20
+    expected = np.mean([np_cross_entropy(scores[i], i) for i in range(5)])
+    assert value(multiple_negatives_ranking_loss(U, V, W)) == pytest.approx(expected, rel=1e-5)
+    # anchors -> candidates only: swapping the roles changes the value (not symmetric)
+    assert value(multiple_negatives_ranking_loss(V, U)) != pytest.approx(value(multiple_negatives_ranking_loss(U, V)))
+
+
+def test_cosent_over_ordered_pairs():
+    cos = (unit(U) * unit(V)).sum(1) * 20
+    terms = [cos[j] - cos[i] for i in range(5) for j in range(5) if SCORES[i] > SCORES[j]]
+    assert len(terms) == 9  # 10 pairs, one tie
+    expected = np.log1p(np.exp(np.array(terms)).sum())
+    assert value(cosent_loss(U, V, SCORES)) == pytest.approx(expected, rel=1e-5)
+    # all gold scores tied: nothing to order, log(1 + 0)
+    assert value(cosent_loss(U, V, np.ones(5, "float32"))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_classification_head_is_u_v_absdiff():
+    dense = keras.layers.Dense(3)
+    dense.build((None, 12))
+    logits = keras.ops.convert_to_numpy(softmax_classification_logits(dense, U, V))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (dense.kernel, dense.bias))
+    np.testing.assert_allclose(logits, np.concatenate([U, V, np.abs(U - V)], 1) @ kernel + bias, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    bert = build_transformer_model(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, dropout_rate=0.0, return_keras_model=False)
+    return build_sentence_encoder(bert, "mean")
+
+
+def batch(rows, length=5, seed=0):
+    ids = np.random.default_rng(seed).integers(5, 30, size=(rows, length)).astype("int32")
+    ids[:, 0], ids[1, -2:] = 2, 0
+    return ids, np.zeros_like(ids)
+
+
+def test_trainer_loss_equals_the_function_on_encoder_vectors(encoder):
+    a, b, c = batch(4, seed=1), batch(4, seed=2), batch(4, seed=3)
+    u, v, w = (keras.ops.convert_to_numpy(encoder(list(t), training=False)) for t in (a, b, c))
+    scores = np.array([0.2, 0.8, 0.4, 1.0], "float32")
+    cases = [("regression", (a, b), scores, cosine_regression_loss(u, v, scores)),
+             ("cosent", (a, b), scores, cosent_loss(u, v, scores)),
+             ("triplet", (a, b, c), None, triplet_loss(u, v, w)),
+             ("mnrl", (a, b), None, multiple_negatives_ranking_loss(u, v)),
+             ("mnrl", (a, b, c), None, multiple_negatives_ranking_loss(u, v, w))]
+    for objective, texts, y, expected in cases:
+        trainer = SentenceBERTTrainer(encoder, objective)
+        x = tuple(array for text in texts for array in text)
+        assert value(trainer.compute_loss(x, y, training=False)) == pytest.approx(value(expected), rel=1e-4)
+    trainer = SentenceBERTTrainer(encoder, "classification", num_labels=2)
+    labels = np.array([0, 1, 1, 0])
+    logits = softmax_classification_logits(trainer.classifier, u, v)
+    logits = keras.ops.convert_to_numpy(logits)
+    expected = np.mean([np_cross_entropy(row, label) for row, label in zip(logits, labels)])
+    assert value(trainer.compute_loss(a + b, labels, training=False)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_trainer_errors(encoder):
+    with pytest.raises(ValueError, match="objective must be one of"):
+        SentenceBERTTrainer(encoder, "contrastive")
+    with pytest.raises(ValueError, match="num_labels must be at least 2, got 1"):
+        SentenceBERTTrainer(encoder, "classification", num_labels=1)
+    a = batch(2)
+    with pytest.raises(ValueError, match="objective 'triplet' takes 6 input arrays .* got 4"):
+        SentenceBERTTrainer(encoder, "triplet")(a + a)
+    with pytest.raises(ValueError, match="objective 'cosent' needs targets y"):
+        SentenceBERTTrainer(encoder, "cosent").compute_loss(a + a, None)
