@@ -7,14 +7,18 @@
 sequence at every step, as bert4keras did.
 
 ``CachedDecoder`` decodes a bert4sim ``unilm`` / ``lm`` model incrementally:
-the source is encoded once, its keys/values are kept in fixed-shape buffers,
-and each step feeds only the newest token of every row through one
-compiled ``tf.function``.
+the source is encoded once per call (whatever ``n``), its keys/values are
+shared by all rows, the keys/values of generated tokens go to fixed-shape
+buffers, and each step feeds only the newest token of every distinct row
+through one compiled ``tf.function``.
 """
+import math
+
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from bert4sim.layers import MASKED_LOGIT, TransformerBlock, rotary_position_embedding
 from bert4sim.models import Transformer
 
 
@@ -77,6 +81,10 @@ class AutoRegressiveDecoder:
 
         ``default_rtype`` says what the wrapped predict returns; with
         ``use_states=True`` it returns ``(prediction, states)``.
+
+        Example:
+            >>> @AutoRegressiveDecoder.wraps(default_rtype="logits", use_states=True)
+            ... def predict(self, inputs, output_ids, states): ...
         """
         if default_rtype not in ("probas", "logits"):
             raise ValueError(f"default_rtype must be 'probas' or 'logits', got {default_rtype!r}")
@@ -120,6 +128,23 @@ class AutoRegressiveDecoder:
         """Hook: keep/reorder per-row states when rows are tiled, reordered or dropped."""
         return states
 
+    def candidates(self, inputs, output_ids, states, temperature, k, rtype):
+        """The ``k`` best next tokens of every row: ``(scores, token_ids, states)``.
+
+        ``scores``/``token_ids`` are ``[rows, k]``, best first (ties: lower
+        id first); ``k=None`` returns all scores and ``token_ids=None``.
+        The default calls ``predict``; :class:`CachedDecoder` selects the
+        candidates inside its compiled step instead.
+
+        Example:
+            >>> probas, ids, states = decoder.candidates(inputs, output_ids, None, 1, 5, "probas")
+        """
+        scores, states = self.predict(inputs, output_ids, states, temperature, rtype)
+        if k is None:
+            return scores, None, states
+        ids = _top_k_indices(scores, k)
+        return np.take_along_axis(scores, ids, axis=1), ids, states
+
     def _rng(self, seed):
         return np.random.default_rng(seed) if seed is not None else np.random.default_rng(np.random.randint(2**31))
 
@@ -134,14 +159,17 @@ class AutoRegressiveDecoder:
         inputs = [np.array([i]) for i in inputs]
         output_ids, output_scores = self.first_output_ids, np.zeros(1)
         for step in range(self.maxlen):
-            scores, states = self.predict(inputs, output_ids, states, temperature, "logits")
+            scores, tokens, states = self.candidates(inputs, output_ids, states, temperature, topk, "logits")
             if step == 0:
                 inputs = [np.repeat(i, topk, axis=0) for i in inputs]
+            # The best topk of all beams x vocabulary lie among each beam's own best topk;
+            # order by score, then beam, then token id (bert4keras's flat-index order).
             scores = output_scores.reshape((-1, 1)) + scores
-            indices = _top_k_indices(scores.reshape(1, -1), topk)[0]
-            parents, tokens = indices // scores.shape[1], indices % scores.shape[1]
+            beams = np.broadcast_to(np.arange(len(scores))[:, None], scores.shape)
+            best = np.lexsort((tokens.ravel(), beams.ravel(), -scores.ravel()))[:topk]
+            parents, tokens = beams.ravel()[best], tokens.ravel()[best]
             output_ids = np.concatenate([output_ids[parents], tokens[:, None]], 1)
-            output_scores = scores.reshape(-1)[indices]
+            output_scores = scores.ravel()[best]
             states = self.select_rows(states, parents)
             is_end = output_ids[:, -1] == self.end_id
             end_counts = (output_ids == self.end_id).sum(1)
@@ -167,23 +195,21 @@ class AutoRegressiveDecoder:
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
+        if topk is not None and topk < 1:
+            raise ValueError(f"topk must be at least 1, got {topk}")
         rng = self._rng(seed)
         inputs = [np.array([i]) for i in inputs]
         output_ids = self.first_output_ids
         results = []
         for step in range(self.maxlen):
-            probas, states = self.predict(inputs, output_ids, states, temperature, "probas")
+            probas, candidates, states = self.candidates(inputs, output_ids, states, temperature, topk, "probas")
             probas = probas / probas.sum(axis=1, keepdims=True)
             if step == 0:
                 probas = np.repeat(probas, n, axis=0)
+                candidates = None if candidates is None else np.repeat(candidates, n, axis=0)
                 inputs = [np.repeat(i, n, axis=0) for i in inputs]
                 output_ids = np.repeat(output_ids, n, axis=0)
                 states = self.select_rows(states, np.zeros(n, dtype=int))
-            candidates = None
-            if topk is not None:
-                candidates = _top_k_indices(probas, topk)
-                probas = np.take_along_axis(probas, candidates, axis=1)
-                probas /= probas.sum(axis=1, keepdims=True)
             if topp is not None:
                 order = np.argsort(-probas, axis=1, kind="stable")
                 probas = np.take_along_axis(probas, order, axis=1)
@@ -212,13 +238,67 @@ class AutoRegressiveDecoder:
         return results
 
 
+@tf.function(reduce_retracing=True)
+def _regroup(sources, targets, parents, filled):
+    """Row ``i`` of each target := row ``parents[i]`` of its source, over the first ``filled`` slots."""
+    slots = tf.range(filled)
+    grid = tf.stack(tf.meshgrid(slots, tf.range(tf.shape(parents)[0]), indexing="ij"), axis=-1)
+    for source, target in zip(sources, targets):
+        kept = tf.gather(source.sparse_read(slots), parents, axis=1)  # read before any write
+        target.scatter_nd_update(tf.reshape(grid, (-1, 2)), tf.reshape(kept, (-1,) + tuple(kept.shape[2:])))
+    return tf.constant(0)
+
+
+class _Buffers:
+    """Keys/values of the generated tokens: per block a pair of variables ``[slots, capacity, heads, head_size]``.
+
+    The first ``rows`` rows are in use. A step writes its slot in place
+    (``scatter_nd_update``) and reads only the slots filled so far
+    (``sparse_read``), so no step copies a whole buffer; rows are regrouped in
+    place when histories split, merge or end. ``version`` counts in-place
+    changes, so states older than the buffers are refused.
+    """
+
+    def __init__(self, pairs, capacity, rows=1):
+        self.pairs, self.capacity, self.rows, self.version = pairs, capacity, rows, 0
+
+    @classmethod
+    def empty(cls, blocks, slots, capacity, heads, head_size, dtype):
+        # The row dimension is left unknown: a compiled step traced for one
+        # capacity must not bake it in (variables do not retrace by shape).
+        shape = tf.TensorShape([slots, None, heads, head_size])
+        zeros = tf.zeros((slots, capacity, heads, head_size), dtype)
+        make = lambda: tf.Variable(zeros, trainable=False, shape=shape)  # noqa: E731
+        return cls([(make(), make()) for _ in range(blocks)], capacity)
+
+    def variables(self):
+        return [variable for pair in self.pairs for variable in pair]
+
+    def regroup(self, parents, filled):
+        """Buffers whose row ``i`` holds row ``parents[i]`` of these (in place when they fit)."""
+        target = self
+        if len(parents) > self.capacity:
+            first = self.pairs[0][0]
+            target = _Buffers.empty(len(self.pairs), first.shape[0], len(parents), first.shape[2], first.shape[3],
+                                    first.dtype)
+        if filled:
+            parents_tensor = tf.constant(np.asarray(parents, dtype="int32"))
+            _regroup(self.variables(), target.variables(), parents_tensor, tf.constant(filled, tf.int32))
+        target.rows = len(parents)
+        target.version = self.version + 1
+        return target
+
+
 class CachedDecoder(AutoRegressiveDecoder):
     """Incremental decoding of a bert4sim ``unilm``/``lm`` model with a key/value cache.
 
     ``inputs`` are ``[token_ids, segment_ids]`` of the source; generated
     tokens get segment id 1 for ``unilm`` models (0 for ``lm``). The source
-    is encoded once per call, whatever ``n``/``topk``; its cache is tiled
-    over the rows; each step feeds one token per row through a compiled step.
+    is encoded once per call, whatever ``n``/``topk``, and its keys/values
+    are shared by all rows (never tiled). The keys/values of generated tokens
+    live in fixed-shape buffers written in place; each step feeds one token
+    per *distinct* row (rows with the same history share a cache row)
+    through one compiled step, which also picks the top-k candidates.
 
     Example:
         >>> decoder = CachedDecoder(seq2seq_model, end_id=tokenizer._token_end_id, maxlen=32)
@@ -234,13 +314,18 @@ class CachedDecoder(AutoRegressiveDecoder):
             raise ValueError(f"model {model.name!r} has no MLM head: build it with with_mlm=True or application='unilm'")
         if t.application == "encoder":
             raise ValueError(f"model {model.name!r} is a bidirectional encoder; decoding needs application='unilm' or 'lm'")
+        for block in t.blocks:
+            if type(block) is not TransformerBlock:
+                raise ValueError(f"block {block.name!r} is a {type(block).__name__}; CachedDecoder steps TransformerBlock only")
         first = t.blocks[0]
         self.segment_id = 1 if t.application == "unilm" else 0
+        self.vocab_size = t.config["vocab_size"]
         self.num_heads = first.num_heads
         self.head_size = t.config["hidden_size"] // first.num_heads
         self.max_positions = t.config["max_position_embeddings"] if t.position_embedding is not None else None
-        self._prefill = tf.function(self._prefill_graph, reduce_retracing=True, jit_compile=jit_compile)
+        self._prefill = tf.function(self._prefill_graph, reduce_retracing=True)
         self._step = tf.function(self._step_graph, reduce_retracing=True, jit_compile=jit_compile)
+        self._select = tf.function(self._select_graph, reduce_retracing=True)
 
     # -- compiled pieces ----------------------------------------------------------
 
@@ -249,72 +334,147 @@ class CachedDecoder(AutoRegressiveDecoder):
         logits = t.token_embedding(t.mlm_transform(hidden), reverse=True)
         return ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
 
-    def _prefill_graph(self, token_ids, segment_ids, cache_length):
-        t = self.transformer
-        batch, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        pattern = t.attention_mask([token_ids, segment_ids])  # [B, P, P], padding included
-        mask = ops.pad(pattern, [[0, 0], [0, 0], [0, cache_length - length]], constant_values=False)
-        x = t.embed(token_ids, segment_ids)
-        empty = ops.zeros((batch, self.num_heads, cache_length, self.head_size), dtype=x.dtype)
-        caches = []
-        for block in t.blocks:
-            x, cache = block(x, attention_mask=mask, cache=(empty, empty), cache_update_index=0)
-            caches.append(cache)
-        key_valid = ops.pad(ops.not_equal(token_ids, 0), [[0, 0], [0, cache_length - length]], constant_values=True)
-        return self._logits(x[:, -1:])[:, 0], caches, key_valid
+    def _select_graph(self, logits, temperature, k):
+        """Top-k of the temperature-scaled logits as log-probabilities (float64)."""
+        scaled = ops.cast(logits, "float64") / temperature
+        values, ids = tf.math.top_k(scaled, k)
+        return values - tf.reduce_logsumexp(scaled, axis=-1, keepdims=True), ids
 
-    def _step_graph(self, token_ids, caches, index, key_valid):
+    def _prefill_graph(self, token_ids, segment_ids):
+        """Encode the source ([1, P]); its keys/values per block as ``[heads, P, head_size]``."""
         t = self.transformer
+        mask = t.attention_mask([token_ids, segment_ids])
+        x = t.embed(token_ids, segment_ids)
+        empty = ops.zeros((1, self.num_heads, ops.shape(token_ids)[1], self.head_size), dtype=x.dtype)
+        prefix = []
+        for block in t.blocks:
+            x, (keys, values) = block(x, attention_mask=mask, cache=(empty, empty), cache_update_index=0)
+            prefix.append((keys[0], values[0]))
+        return self._logits(x[:, -1]), prefix
+
+    def _attend(self, attention, x, position, slot, prefix, prefix_valid, buffers):
+        """Attention of one new token per row over the source and the generated tokens so far."""
+        heads, size = self.num_heads, self.head_size
+        q = ops.reshape(attention.query_dense(x), (-1, 1, heads, size))
+        k = ops.reshape(attention.key_dense(x), (-1, 1, heads, size))
+        v = ops.reshape(attention.value_dense(x), (-1, heads, size))
+        if attention.use_rope:
+            q = rotary_position_embedding(q, ops.reshape(position, (1,)))
+            k = rotary_position_embedding(k, ops.reshape(position, (1,)))
+        q, k = q[:, 0], k[:, 0]
+        key_buffer, value_buffer = buffers
+        rows = ops.shape(x)[0]
+        where = ops.stack([ops.full((rows,), slot, dtype="int32"), ops.arange(rows, dtype="int32")], axis=1)
+        key_buffer.scatter_nd_update(where, ops.cast(k, key_buffer.dtype))
+        value_buffer.scatter_nd_update(where, ops.cast(v, value_buffer.dtype))
+        filled = ops.arange(slot + 1)
+        # [t, rows, heads, size]; the slice is free when all rows are in use
+        keys, values = key_buffer.sparse_read(filled)[:, :rows], value_buffer.sparse_read(filled)[:, :rows]
+        prefix_keys, prefix_values = prefix
+        scale = math.sqrt(size)
+        source_logits = ops.einsum("rhd,hpd->rhp", q, prefix_keys) / scale
+        generated_logits = ops.transpose(ops.sum(q[None] * keys, axis=-1), (1, 2, 0)) / scale
+        logits = ops.cast(ops.concatenate([source_logits, generated_logits], axis=-1), "float32")
+        valid = ops.concatenate([prefix_valid, ops.ones((slot + 1,), dtype="bool")], axis=0)
+        probs = ops.cast(ops.softmax(ops.where(valid, logits, MASKED_LOGIT), axis=-1), x.dtype)
+        length = ops.shape(prefix_keys)[1]
+        context = ops.einsum("rhp,hpd->rhd", probs[..., :length], prefix_values)
+        weights = ops.transpose(probs[..., length:], (2, 0, 1))[..., None]
+        context = context + ops.sum(weights * ops.cast(values, x.dtype), axis=0)
+        return attention.output_dense(ops.reshape(context, (-1, heads * size)))
+
+    def _step_graph(self, token_ids, slot, prefix, prefix_valid, buffers):
+        """Logits of the next token for one new token per cache row (``token_ids`` [rows, 1])."""
+        t = self.transformer
+        position = ops.shape(prefix_valid)[0] + slot
         segment_ids = ops.full_like(token_ids, self.segment_id)
-        x = t.embed(token_ids, segment_ids, start_index=index)
-        positions = ops.arange(ops.shape(key_valid)[1], dtype="int32")
-        mask = ops.logical_and(key_valid, ops.less_equal(positions, index)[None])[:, None, :]
-        new_caches = []
-        for i, block in enumerate(t.blocks):
-            x, cache = block(x, attention_mask=mask, cache=caches[i], cache_update_index=index)
-            new_caches.append(cache)
-        return self._logits(x)[:, 0], new_caches
+        x = t.embed(token_ids, segment_ids, start_index=position)[:, 0]
+        for block, source, pair in zip(t.blocks, prefix, buffers):
+            attended = self._attend(block.attention, x, position, slot, source, prefix_valid, pair)
+            x = block.attention_norm(x + attended)
+            x = block.output_norm(x + block.feed_forward(x))
+        return self._logits(x)
 
     # -- decoder protocol --------------------------------------------------------------
 
+    def _start(self, inputs, rows):
+        token_ids, segment_ids = (np.asarray(i, dtype="int32") for i in inputs)
+        if token_ids.ndim != 2 or token_ids.shape != segment_ids.shape:
+            raise ValueError(f"inputs must be [token_ids, segment_ids] of equal shape [rows, length], got "
+                             f"{token_ids.shape} and {segment_ids.shape}")
+        if (token_ids != token_ids[:1]).any() or (segment_ids != segment_ids[:1]).any():
+            raise ValueError("CachedDecoder decodes one source per call; the rows of inputs differ")
+        slots = self.maxlen + self.first_output_ids.shape[1]
+        if self.max_positions is not None and token_ids.shape[1] + slots > self.max_positions:
+            raise ValueError(
+                f"source of {token_ids.shape[1]} tokens + maxlen {self.maxlen} exceeds "
+                f"max_position_embeddings={self.max_positions}"
+            )
+        logits, prefix = self._prefill(token_ids[:1], segment_ids[:1])
+        return {
+            "prefix": prefix,
+            "prefix_valid": tf.constant(token_ids[0] != 0),
+            "buffers": None,  # allocated at the first generated token, for the rows there are then
+            "slots": slots,
+            "version": 0,
+            "fed": 0,
+            "rows": np.zeros(rows, dtype=int),  # decoder row -> cache row
+            "logits": logits,  # of the cache rows, for the last fed column
+        }
+
+    def _advance(self, inputs, output_ids, states):
+        """Feed the columns of ``output_ids`` not yet in the cache; returns the new states."""
+        if states is None:
+            states = self._start(inputs, len(output_ids))
+        buffers, rows = states["buffers"], states["rows"]
+        if len(rows) != len(output_ids):
+            raise ValueError(f"states describe {len(rows)} rows but output_ids has {len(output_ids)}")
+        if buffers is not None and buffers.version != states["version"]:
+            raise ValueError("states are out of date: continue decoding from the states the latest call returned")
+        for column in range(states["fed"], output_ids.shape[1]):
+            tokens = np.asarray(output_ids[:, column], dtype="int64")
+            # rows with the same history and the same new token share one cache row
+            _, first, inverse = np.unique(rows * self.vocab_size + tokens, return_index=True, return_inverse=True)
+            parents = rows[first]
+            if buffers is None:
+                dtype = states["prefix"][0][0].dtype
+                buffers = _Buffers.empty(len(states["prefix"]), states["slots"], len(rows),
+                                         self.num_heads, self.head_size, dtype)
+            if len(parents) != buffers.rows or (parents != np.arange(len(parents))).any():
+                buffers = buffers.regroup(parents, column)
+            logits = self._step(
+                tf.constant(tokens[first, None], dtype=tf.int32),
+                tf.constant(column, dtype=tf.int32),
+                states["prefix"],
+                states["prefix_valid"],
+                buffers.pairs,
+            )
+            buffers.version += 1
+            rows = inverse.reshape(-1)
+            states = {**states, "buffers": buffers, "version": buffers.version, "rows": rows, "fed": column + 1,
+                      "logits": logits}
+        return states
+
     @AutoRegressiveDecoder.wraps(default_rtype="logits", use_states=True)
     def predict(self, inputs, output_ids, states):
-        token_ids, segment_ids = (np.asarray(i, dtype="int32") for i in inputs)
-        if states is None:
-            cache_length = token_ids.shape[1] + self.maxlen + output_ids.shape[1]
-            if self.max_positions is not None and cache_length > self.max_positions:
-                raise ValueError(
-                    f"source of {token_ids.shape[1]} tokens + maxlen {self.maxlen} exceeds "
-                    f"max_position_embeddings={self.max_positions}"
-                )
-            logits, caches, key_valid = self._prefill(token_ids[:1], segment_ids[:1], cache_length)
-            states = {"caches": caches, "key_valid": key_valid, "length": token_ids.shape[1]}
-            rows = len(output_ids)
-            if rows != 1:
-                states = self.select_rows(states, np.zeros(rows, dtype=int))
-            fed = 0
-        else:
-            fed = output_ids.shape[1] - 1
-        for column in range(fed, output_ids.shape[1]):
-            index = tf.constant(states["length"], dtype=tf.int32)
-            logits, caches = self._step(
-                tf.constant(output_ids[:, column : column + 1], dtype=tf.int32),
-                states["caches"],
-                index,
-                states["key_valid"],
-            )
-            states = {**states, "caches": caches, "length": states["length"] + 1}
-        return ops.convert_to_numpy(logits), states
+        states = self._advance(inputs, output_ids, states)
+        return ops.convert_to_numpy(states["logits"])[states["rows"]], states
+
+    def candidates(self, inputs, output_ids, states, temperature, k, rtype):
+        if k is None:
+            return super().candidates(inputs, output_ids, states, temperature, k, rtype)
+        states = self._advance(inputs, output_ids, states)
+        scores, ids = self._select(
+            states["logits"], tf.constant(temperature, tf.float64), tf.constant(min(k, self.vocab_size), tf.int32)
+        )
+        rows = states["rows"]
+        scores, ids = ops.convert_to_numpy(scores)[rows], ops.convert_to_numpy(ids)[rows]
+        return (np.exp(scores) if rtype == "probas" else scores), ids, states
 
     def select_rows(self, states, rows):
         if states is None:
             return None
-        rows = tf.constant(np.asarray(rows, dtype="int32"))
-        return {
-            **states,
-            "caches": [(tf.gather(k, rows), tf.gather(v, rows)) for k, v in states["caches"]],
-            "key_valid": tf.gather(states["key_valid"], rows),
-        }
+        return {**states, "rows": states["rows"][np.asarray(rows, dtype=int)]}
 
 
 class RecomputeDecoder(AutoRegressiveDecoder):

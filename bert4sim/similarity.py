@@ -97,10 +97,10 @@ class VectorIndex:
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} vectors but {len(texts)} texts")
         vectors = _normalize(vectors)
+        if self.backend == "faiss":
+            self._faiss_index().add(vectors)  # before the append: a new faiss index takes the stored vectors
         self.vectors = np.concatenate([self.vectors, vectors.astype(self.dtype)])
         self.texts.extend(texts)
-        if self.backend == "faiss":
-            self._faiss_index().add(vectors)
         return self
 
     def _faiss_index(self):

@@ -47,6 +47,63 @@ def test_sampling_is_seeded_and_bounded(model):
     assert [list(x) for x in slow.random_sample(SOURCE, 8, topk=5, topp=0.9, seed=3)] == [list(x) for x in first]
 
 
+def test_lm_application_matches_recompute():
+    keras.utils.set_random_seed(3)
+    lm = build_transformer_model(application="lm", with_mlm=True, **CONFIG)
+    fast, slow = CachedDecoder(lm, end_id=3, maxlen=8), RecomputeDecoder(lm, end_id=3, maxlen=8)
+    assert [list(x) for x in fast.random_sample(SOURCE, 6, topk=4, seed=5)] == [
+        list(x) for x in slow.random_sample(SOURCE, 6, topk=4, seed=5)
+    ]
+    assert list(fast.beam_search(SOURCE, topk=3)) == list(slow.beam_search(SOURCE, topk=3))
+
+
+def test_start_id_temperature_and_topp_without_topk_match_recompute(model):
+    fast = CachedDecoder(model, end_id=3, maxlen=7, start_id=2)
+    slow = RecomputeDecoder(model, end_id=3, maxlen=7, start_id=2)
+    kwargs = dict(topp=0.8, temperature=0.7, seed=11)
+    assert [list(x) for x in fast.random_sample(SOURCE, 5, **kwargs)] == [
+        list(x) for x in slow.random_sample(SOURCE, 5, **kwargs)
+    ]
+    assert list(fast.beam_search(SOURCE, topk=2, temperature=0.5)) == list(
+        slow.beam_search(SOURCE, topk=2, temperature=0.5)
+    )
+
+
+def test_rows_with_one_history_share_a_cache_row_and_the_step_is_traced_at_most_twice(model):
+    fast = CachedDecoder(model, end_id=-1, maxlen=6)
+    inputs = [np.array([row]) for row in SOURCE]
+    probas, states = fast.predict(inputs, np.empty((1, 0), int), None, 1, "probas")
+    states = fast.select_rows(states, np.zeros(6, dtype=int))
+    # rows 0-2 chose token 7, rows 3-4 token 8, row 5 token 9: three distinct histories
+    output_ids = np.array([[7], [7], [7], [8], [8], [9]])
+    probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
+    assert states["buffers"].rows == 3 and list(states["rows"]) == [0, 0, 0, 1, 1, 2]
+    np.testing.assert_array_equal(probas[0], probas[2])
+    assert not np.allclose(probas[0], probas[3])
+    for n in (1, 7, 30):
+        fast.random_sample(SOURCE, n, topk=3, seed=n)
+    fast.beam_search(SOURCE, topk=4)
+    assert fast._step.experimental_get_tracing_count() <= 2
+
+
+def test_out_of_date_states_are_refused(model):
+    fast = CachedDecoder(model, end_id=3, maxlen=6)
+    inputs = [np.array([row]) for row in SOURCE]
+    _, start = fast.predict(inputs, np.empty((1, 0), int), None, 1, "probas")
+    _, one = fast.predict(inputs, np.array([[7]]), start, 1, "probas")
+    _, two = fast.predict(inputs, np.array([[7, 8]]), one, 1, "probas")
+    with pytest.raises(ValueError, match="states are out of date"):
+        fast.predict(inputs, np.array([[7, 9]]), one, 1, "probas")
+    # states from before the first generated token own no buffers yet: reusable
+    again, _ = fast.predict(inputs, np.array([[7, 9]]), start, 1, "probas")
+    fresh, _ = fast.predict(inputs, np.array([[7, 9]]), None, 1, "probas")
+    np.testing.assert_allclose(again, fresh, atol=1e-6)
+    with pytest.raises(ValueError, match="states describe 1 rows but output_ids has 2"):
+        fast.predict(inputs, np.array([[7, 8, 1], [7, 9, 1]]), two, 1, "probas")
+    with pytest.raises(ValueError, match="one source per call"):
+        fast.predict([np.array([[2, 10, 3], [2, 11, 3]]), np.zeros((2, 3), int)], np.empty((2, 0), int), None)
+
+
 def test_minlen_and_end_token():
     keras.utils.set_random_seed(1)
     model = build_transformer_model(application="unilm", **CONFIG)

@@ -94,8 +94,12 @@ def test_faiss_backend_if_available():
     pytest.importorskip("faiss")
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((300, 8)).astype("float32")
-    index = VectorIndex(8, backend="faiss").add(vectors, [str(i) for i in range(300)])
+    index = VectorIndex(8, backend="faiss").add(vectors[:200], [str(i) for i in range(200)])
+    index.add(vectors[200:], [str(i) for i in range(200, 300)])
+    assert index._faiss.ntotal == len(index) == 300  # each vector indexed once
     assert (index.search(vectors[:10], topn=1)[1][:, 0] == np.arange(10)).all()
+    exact = VectorIndex(8).add(vectors, [str(i) for i in range(300)])
+    np.testing.assert_array_equal(index.search(vectors[:20], topn=5)[1], exact.search(vectors[:20], topn=5)[1])
 
 
 def test_pooling_excludes_padding():
