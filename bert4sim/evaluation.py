@@ -1,6 +1,7 @@
 """Evaluation: STS correlation (Spearman / Pearson of cosine vs gold) and retrieval metrics.
 
-numpy only (no scipy). ``EvaluationCallback`` runs either after every epoch of ``fit``.
+The metrics need numpy only (no scipy); ``EvaluationCallback`` (Keras, imported on first use)
+runs either after every epoch of ``fit``.
 """
 import json
 import os
@@ -143,28 +144,36 @@ def load_retrieval_set(path):
     return data["queries"], data["corpus"], data["qrels"]
 
 
-def _keras_callback_base():
+def _make_callback_class():
     import keras
 
-    return keras.callbacks.Callback
+    class EvaluationCallback(keras.callbacks.Callback):
+        """Runs ``evaluate()`` (returning a dict of metrics) after each epoch and adds them to the logs.
+
+        Example:
+            >>> sts = read_scored_pairs("examples/data/sts_dev.tsv")
+            >>> callback = EvaluationCallback(lambda: evaluate_sts(sim.encode, *sts), prefix="dev_")
+            >>> model.fit(..., callbacks=[callback])
+        """
+
+        def __init__(self, evaluate, prefix="val_"):
+            super().__init__()
+            self.evaluate, self.prefix, self.history = evaluate, prefix, []
+
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = self.evaluate()
+            self.history.append(metrics)
+            if logs is not None:
+                logs.update({self.prefix + name: value for name, value in metrics.items()})
+            print(" - ".join(f"{self.prefix}{name}: {value:.4f}" for name, value in metrics.items()))
+
+    EvaluationCallback.__module__, EvaluationCallback.__qualname__ = __name__, "EvaluationCallback"
+    return EvaluationCallback
 
 
-class EvaluationCallback(_keras_callback_base()):
-    """Runs ``evaluate()`` (returning a dict of metrics) after each epoch and adds them to the logs.
-
-    Example:
-        >>> sts = read_scored_pairs("examples/data/sts_dev.tsv")
-        >>> callback = EvaluationCallback(lambda: evaluate_sts(sim.encode, *sts), prefix="dev_")
-        >>> model.fit(..., callbacks=[callback])
-    """
-
-    def __init__(self, evaluate, prefix="val_"):
-        super().__init__()
-        self.evaluate, self.prefix, self.history = evaluate, prefix, []
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = self.evaluate()
-        self.history.append(metrics)
-        if logs is not None:
-            logs.update({self.prefix + name: value for name, value in metrics.items()})
-        print(" - ".join(f"{self.prefix}{name}: {value:.4f}" for name, value in metrics.items()))
+def __getattr__(name):
+    # The Keras callback is made on first use, so the metric functions import numpy only.
+    if name == "EvaluationCallback":
+        globals()[name] = _make_callback_class()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
