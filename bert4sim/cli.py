@@ -2,7 +2,7 @@
 
     bert4sim synonyms TEXT --model DIR [-n 100 -k 20]
     bert4sim similar TEXT --model DIR --index DIR [--topn 10]
-    bert4sim index build CORPUS --model DIR --out DIR [--batch-size 64]
+    bert4sim index build CORPUS --model DIR --out DIR [--batch-size 64] [--backend faiss]
 
 DIR is a SimilarityModel folder (SimilarityModel.save) or a Google-format checkpoint folder
 (bert_config.json, vocab.txt, bert_model.ckpt.*). CORPUS is a text file, one sentence a line.
@@ -16,7 +16,7 @@ def _model(args):
     from bert4sim.similarity import SimilarityModel
 
     if not os.path.isdir(args.model):
-        raise SystemExit(f"bert4sim: model folder not found: {args.model}")
+        raise FileNotFoundError(f"model folder not found: {args.model}")
     if os.path.isfile(os.path.join(args.model, "bert_config.json")):
         return SimilarityModel.from_checkpoint(args.model, pooling=args.pooling, model=args.model_type)
     return SimilarityModel.load(args.model)
@@ -38,13 +38,14 @@ def _similar(args):
 
 def _build_index(args):
     if not os.path.isfile(args.corpus):
-        raise SystemExit(f"bert4sim: corpus file not found: {args.corpus}")
+        raise FileNotFoundError(f"corpus file not found: {args.corpus}")
     with open(args.corpus, encoding="utf-8") as f:
         corpus = [line.strip() for line in f if line.strip()]
     if not corpus:
-        raise SystemExit(f"bert4sim: corpus file {args.corpus} has no non-empty lines")
+        raise ValueError(f"corpus file {args.corpus} has no non-empty lines")
     model = _model(args)
-    index = model.build_index(corpus, batch_size=args.batch_size, dtype=args.dtype, show_progress=True)
+    index = model.build_index(corpus, batch_size=args.batch_size, dtype=args.dtype, show_progress=True,
+                              backend=args.backend, faiss_factory=args.faiss_factory)
     index.save(args.out)
     print(f"indexed {len(index)} sentences ({index.dim}-d) into {args.out}")
 
@@ -81,6 +82,9 @@ def build_parser():
     build.add_argument("--out", required=True)
     build.add_argument("--batch-size", type=int, default=64)
     build.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    build.add_argument("--backend", default="numpy", choices=["numpy", "faiss"],
+                       help="numpy: exact search; faiss: approximate (pip install faiss-cpu)")
+    build.add_argument("--faiss-factory", default="HNSW32", help="faiss index-factory string, e.g. IVF4096,Flat")
     model_flags(build)
     build.set_defaults(func=_build_index)
     return parser
@@ -91,7 +95,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as error:
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as error:
         print(f"bert4sim: {error}", file=sys.stderr)
         return 2
     return 0

@@ -18,6 +18,7 @@ import numpy as np
 
 INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
 MODEL_META = "similarity_model.json"
+FAISS_FILE = "faiss.index"
 
 
 def _check_texts(texts, name="texts"):
@@ -63,9 +64,14 @@ class VectorIndex:
     """Unit vectors + their texts, searchable by cosine (inner product).
 
     ``backend="numpy"`` is exact (float32, or float16 storage with
-    ``dtype="float16"`` to halve memory); ``backend="faiss"`` builds an HNSW
-    index (needs the ``faiss`` extra). ``model_id`` records which encoder
-    made the vectors, so an index is not queried with another model.
+    ``dtype="float16"`` to halve memory); ``backend="faiss"`` (the ``faiss``
+    extra) is approximate: ``faiss_factory`` is a faiss index-factory string,
+    ``"HNSW32"`` (default; adds one by one) or e.g. ``"IVF4096,Flat"``
+    (trained on the first ``add``, which needs at least as many vectors as
+    lists; builds much faster over millions). ``search_breadth`` trades
+    recall for speed: HNSW ``efSearch`` / IVF ``nprobe``. ``model_id``
+    records which encoder made the vectors, so an index is not queried with
+    another model.
 
     Example:
         >>> index = VectorIndex(dim=768, model_id=model.model_id)
@@ -74,13 +80,14 @@ class VectorIndex:
         >>> index.save("indexes/faq"); VectorIndex.load("indexes/faq")
     """
 
-    def __init__(self, dim, dtype="float32", backend="numpy", model_id=None, hnsw_m=32):
+    def __init__(self, dim, dtype="float32", backend="numpy", model_id=None, faiss_factory="HNSW32",
+                 search_breadth=None):
         if dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         if backend not in ("numpy", "faiss"):
             raise ValueError(f"backend must be 'numpy' or 'faiss', got {backend!r}")
         self.dim, self.dtype, self.backend, self.model_id = int(dim), dtype, backend, model_id
-        self.hnsw_m = hnsw_m
+        self.faiss_factory, self.search_breadth = faiss_factory, search_breadth
         self.vectors = np.zeros((0, self.dim), dtype=dtype)
         self.texts = []
         self._faiss = None
@@ -89,7 +96,11 @@ class VectorIndex:
         return len(self.texts)
 
     def add(self, vectors, texts):
-        """Append vectors (normalised here) and their texts."""
+        """Append vectors (normalised here) and their texts.
+
+        Example:
+            >>> index.add(model.encode(["你好", "再见"]), ["你好", "再见"])
+        """
         vectors = np.asarray(vectors, dtype="float32")
         texts = _check_texts(texts)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
@@ -98,22 +109,45 @@ class VectorIndex:
             raise ValueError(f"{len(vectors)} vectors but {len(texts)} texts")
         vectors = _normalize(vectors)
         if self.backend == "faiss":
-            self._faiss_index().add(vectors)  # before the append: a new faiss index takes the stored vectors
+            self._faiss_index(new=vectors).add(vectors)
         self.vectors = np.concatenate([self.vectors, vectors.astype(self.dtype)])
         self.texts.extend(texts)
         return self
 
-    def _faiss_index(self):
+    def _faiss_index(self, new=None):
+        """The faiss index over the stored vectors (built on first use; trained on them + ``new``)."""
         if self._faiss is None:
             try:
                 import faiss
             except ImportError:
                 raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (extra 'faiss')") from None
-            self._faiss = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            self._faiss.hnsw.efSearch = 128
-            if len(self.vectors):
-                self._faiss.add(self.vectors.astype("float32"))
+            try:
+                index = faiss.index_factory(self.dim, self.faiss_factory, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as error:
+                raise ValueError(f"faiss_factory {self.faiss_factory!r} is not a faiss index-factory string") from error
+            stored = self.vectors.astype("float32")
+            if not index.is_trained:
+                sample = stored if new is None else np.concatenate([stored, new])
+                lists = faiss.extract_index_ivf(index).nlist if "IVF" in self.faiss_factory else 1
+                if len(sample) < lists:
+                    raise ValueError(f"faiss index {self.faiss_factory!r} trains on the first add and needs at "
+                                     f"least {lists} vectors, got {len(sample)}; add more at once or use 'HNSW32'")
+                index.train(sample)
+            if len(stored):
+                index.add(stored)
+            self._faiss = index
+            self._set_breadth()
         return self._faiss
+
+    def _set_breadth(self):
+        import faiss
+
+        if self._faiss is None:
+            return
+        if hasattr(self._faiss, "hnsw"):
+            self._faiss.hnsw.efSearch = self.search_breadth or 128
+        elif "IVF" in self.faiss_factory:
+            faiss.extract_index_ivf(self._faiss).nprobe = self.search_breadth or 32
 
     def search(self, queries, topn=10, chunk_size=65536):
         """``(scores, indices)`` of the ``topn`` nearest vectors for each query row."""
@@ -126,7 +160,9 @@ class VectorIndex:
             raise ValueError(f"topn must be at least 1, got {topn}")
         topn = min(topn, len(self))
         if self.backend == "faiss":
-            scores, indices = self._faiss_index().search(queries, topn)
+            index = self._faiss_index()
+            self._set_breadth()
+            scores, indices = index.search(queries, topn)
             return scores, indices
         best_scores = np.full((len(queries), 0), -np.inf, dtype="float32")
         best_indices = np.zeros((len(queries), 0), dtype="int64")
@@ -145,7 +181,14 @@ class VectorIndex:
         return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_indices, order, 1)
 
     def save(self, directory):
-        """Write ``vectors.npy``, ``texts.json``, ``meta.json`` atomically (a temp dir renamed in place)."""
+        """Write ``vectors.npy``, ``texts.json``, ``meta.json`` atomically (a temp dir renamed in place).
+
+        A built faiss index is written too (``faiss.index``, faiss's own
+        binary format), so loading does not rebuild it.
+
+        Example:
+            >>> index.save("indexes/faq")
+        """
         parent = os.path.dirname(os.path.abspath(directory))
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".index-", dir=parent)
@@ -154,7 +197,12 @@ class VectorIndex:
             with open(os.path.join(staging, "texts.json"), "w", encoding="utf-8") as f:
                 json.dump(self.texts, f, ensure_ascii=False)
             meta = {"dim": self.dim, "dtype": self.dtype, "backend": self.backend, "model_id": self.model_id,
-                    "count": len(self), "format": "bert4sim-vector-index-1"}
+                    "count": len(self), "faiss_factory": self.faiss_factory, "search_breadth": self.search_breadth,
+                    "format": "bert4sim-vector-index-1"}
+            if self._faiss is not None:
+                import faiss
+
+                faiss.write_index(self._faiss, os.path.join(staging, FAISS_FILE))
             with open(os.path.join(staging, "meta.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2)
             if os.path.exists(directory):
@@ -171,7 +219,11 @@ class VectorIndex:
 
     @classmethod
     def load(cls, directory, backend=None):
-        """Read an index written by :meth:`save`."""
+        """Read an index written by :meth:`save`; ``backend`` overrides the saved one.
+
+        Example:
+            >>> index = VectorIndex.load("indexes/faq")
+        """
         for name in INDEX_FILES:
             if not os.path.isfile(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{os.path.join(directory, name)} not found: not a bert4sim index folder")
@@ -183,8 +235,18 @@ class VectorIndex:
         if vectors.shape != (meta["count"], meta["dim"]) or len(texts) != meta["count"]:
             raise ValueError(f"index {directory} is inconsistent: {vectors.shape} vectors, {len(texts)} texts, "
                              f"meta says {meta['count']} x {meta['dim']}")
-        index = cls(meta["dim"], meta["dtype"], backend or meta["backend"], meta.get("model_id"))
+        index = cls(meta["dim"], meta["dtype"], backend or meta["backend"], meta.get("model_id"),
+                    meta.get("faiss_factory", "HNSW32"), meta.get("search_breadth"))
         index.vectors, index.texts = vectors, list(texts)
+        faiss_path = os.path.join(directory, FAISS_FILE)
+        if index.backend == "faiss" and os.path.isfile(faiss_path):
+            import faiss
+
+            stored = faiss.read_index(faiss_path)
+            if stored.ntotal != len(index) or stored.d != index.dim:
+                raise ValueError(f"{faiss_path} holds {stored.ntotal} x {stored.d} vectors, the index "
+                                 f"{len(index)} x {index.dim}")
+            index._faiss = stored
         return index
 
 
@@ -293,17 +355,28 @@ class SimilarityModel:
 
     # -- retrieval -----------------------------------------------------------------------
 
-    def build_index(self, corpus, batch_size=64, dtype="float32", backend="numpy", show_progress=None):
-        """Encode ``corpus`` into a new :class:`VectorIndex` (kept as ``self.index``)."""
+    def build_index(self, corpus, batch_size=64, dtype="float32", backend="numpy", show_progress=None,
+                    faiss_factory="HNSW32", search_breadth=None):
+        """Encode ``corpus`` into a new :class:`VectorIndex` (kept as ``self.index``).
+
+        Example:
+            >>> sim.build_index(["怎么注销信用卡", "信用卡额度怎么提高"])
+            >>> sim.build_index(big_corpus, backend="faiss", faiss_factory="IVF4096,Flat")
+        """
         corpus = _check_texts(corpus, "corpus")
         if not corpus:
             raise ValueError("corpus is empty")
         vectors = self.encode(corpus, batch_size=batch_size, show_progress=show_progress)
-        self.index = VectorIndex(vectors.shape[1], dtype, backend, self.model_id).add(vectors, corpus)
+        index = VectorIndex(vectors.shape[1], dtype, backend, self.model_id, faiss_factory, search_breadth)
+        self.index = index.add(vectors, corpus)
         return self.index
 
     def add(self, texts, batch_size=64):
-        """Encode ``texts`` and append them to the index (creating it if needed)."""
+        """Encode ``texts`` and append them to the index (creating it if needed).
+
+        Example:
+            >>> sim.add(["新的一句话"])
+        """
         if self.index is None:
             return self.build_index(texts, batch_size)
         texts = _check_texts(texts)

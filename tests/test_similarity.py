@@ -1,14 +1,12 @@
-"""SimilarityModel, VectorIndex and the bert4sim command on a tiny model."""
-import json
+"""SimilarityModel and VectorIndex on a tiny model (the bert4sim command: test_cli.py)."""
 import os
 
 import keras
 import numpy as np
 import pytest
 
-from bert4sim.cli import main as cli_main
 from bert4sim.layers import Pooling
-from bert4sim.models import build_transformer_model, save_checkpoint
+from bert4sim.models import build_transformer_model
 from bert4sim.similarity import SimilarityModel, VectorIndex
 from bert4sim.tokenizers import Tokenizer
 
@@ -102,6 +100,26 @@ def test_faiss_backend_if_available():
     np.testing.assert_array_equal(index.search(vectors[:20], topn=5)[1], exact.search(vectors[:20], topn=5)[1])
 
 
+def test_faiss_index_is_saved_and_ivf_trains_on_first_add(tmp_path):
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((400, 8)).astype("float32")
+    texts = [str(i) for i in range(400)]
+    ivf = VectorIndex(8, backend="faiss", faiss_factory="IVF4,Flat", search_breadth=4).add(vectors, texts)
+    exact = VectorIndex(8).add(vectors, texts)
+    # nprobe = all 4 lists: the IVF search is exhaustive, so it equals the exact one
+    np.testing.assert_array_equal(ivf.search(vectors[:20], topn=5)[1], exact.search(vectors[:20], topn=5)[1])
+    ivf.save(str(tmp_path / "ivf"))
+    assert "faiss.index" in os.listdir(tmp_path / "ivf")
+    loaded = VectorIndex.load(str(tmp_path / "ivf"))
+    assert loaded._faiss is not None and loaded.faiss_factory == "IVF4,Flat" and loaded.search_breadth == 4
+    np.testing.assert_array_equal(loaded.search(vectors[:20], topn=5)[1], exact.search(vectors[:20], topn=5)[1])
+    with pytest.raises(ValueError, match="needs at least 64 vectors, got 10"):
+        VectorIndex(8, backend="faiss", faiss_factory="IVF64,Flat").add(vectors[:10], texts[:10])
+    with pytest.raises(ValueError, match="not a faiss index-factory string"):
+        VectorIndex(8, backend="faiss", faiss_factory="NoSuchIndex").add(vectors[:10], texts[:10])
+
+
 def test_pooling_excludes_padding():
     sequence = np.random.default_rng(2).standard_normal((1, 4, 3)).astype("float32")
     token_ids = np.array([[2, 5, 3, 0]])
@@ -140,23 +158,3 @@ def test_bad_inputs_are_named(sim, tmp_path):
         sim.use_index(wrong_model)
     with pytest.raises(FileNotFoundError, match="not a bert4sim index folder"):
         VectorIndex.load(str(tmp_path))
-
-
-def test_cli_build_index_similar_and_synonyms(tmp_path, capsys):
-    keras.utils.set_random_seed(0)
-    model = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                    intermediate_size=64, application="unilm", with_pool="linear")
-    folder = tmp_path / "ckpt"
-    save_checkpoint(model, str(folder / "bert_model.ckpt"))
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS) + "\n\n", encoding="utf-8")
-    assert cli_main(["index", "build", str(corpus), "--model", str(folder), "--out", str(tmp_path / "idx")]) == 0
-    assert json.load(open(tmp_path / "idx" / "meta.json"))["count"] == len(CORPUS)
-    assert cli_main(["similar", "查询余额", "--model", str(folder), "--index", str(tmp_path / "idx"), "--topn", "2"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2].endswith("\t查询余额") and len(lines) == 3
-    assert cli_main(["synonyms", "我想注销信用卡", "--model", str(folder), "-n", "10", "-k", "3", "--seed", "0"]) == 0
-    assert 0 < len(capsys.readouterr().out.strip().splitlines()) <= 3
-    assert cli_main(["similar", "", "--model", str(folder), "--index", str(tmp_path / "idx")]) == 2
-    assert "empty or whitespace" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""The bert4sim console command on a tiny checkpoint folder: index build, similar, synonyms, errors."""
+import json
+
+import keras
+import pytest
+
+from bert4sim.cli import main as cli_main
+from bert4sim.models import build_transformer_model, save_checkpoint
+
+CHARS = "我想注销信用卡怎么办理银行开户查询余额今天天气很好明天下雨吗手机充电慢"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(CHARS))
+CORPUS = ["我想注销信用卡", "信用卡怎么注销", "怎么办理银行开户", "查询余额", "今天天气很好", "明天下雨吗", "手机充电慢"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    keras.utils.set_random_seed(0)
+    model = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=64, application="unilm", with_pool="linear")
+    save_checkpoint(model, str(root / "ckpt" / "bert_model.ckpt"))
+    (root / "ckpt" / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    (root / "corpus.txt").write_text("\n".join(CORPUS) + "\n\n", encoding="utf-8")
+    return root
+
+
+def test_index_build_then_similar(folders, capsys):
+    ckpt, out = str(folders / "ckpt"), str(folders / "idx")
+    assert cli_main(["index", "build", str(folders / "corpus.txt"), "--model", ckpt, "--out", out]) == 0
+    assert json.load(open(folders / "idx" / "meta.json"))["count"] == len(CORPUS)  # the blank line is skipped
+    assert "indexed 7 sentences (32-d)" in capsys.readouterr().out
+    assert cli_main(["similar", "查询余额", "--model", ckpt, "--index", out, "--topn", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\t查询余额")
+    scores = [float(line.split("\t")[0]) for line in lines]
+    assert scores == sorted(scores, reverse=True) and abs(scores[0] - 1) < 1e-4
+
+
+def test_synonyms_prints_at_most_k_distinct_lines(folders, capsys):
+    args = ["synonyms", "我想注销信用卡", "--model", str(folders / "ckpt"), "-n", "10", "-k", "3", "--seed", "0"]
+    assert cli_main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 0 < len(lines) <= 3 and len(set(lines)) == len(lines) and "我想注销信用卡" not in lines
+
+
+def test_faiss_backend_from_the_shell(folders, capsys):
+    pytest.importorskip("faiss")
+    ckpt, out = str(folders / "ckpt"), str(folders / "faiss_idx")
+    assert cli_main(["index", "build", str(folders / "corpus.txt"), "--model", ckpt, "--out", out,
+                     "--backend", "faiss"]) == 0
+    assert (folders / "faiss_idx" / "faiss.index").is_file()
+    capsys.readouterr()
+    assert cli_main(["similar", "明天下雨吗", "--model", ckpt, "--index", out, "--topn", "1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("\t明天下雨吗")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["similar", "", "--index", "{root}/idx"], "empty or whitespace"),
+    (["similar", "查询", "--index", "{root}/nowhere"], "not a bert4sim index folder"),
+    (["index", "build", "{root}/missing.txt", "--out", "{root}/x"], "corpus file not found"),
+    (["index", "build", "{root}/blank.txt", "--out", "{root}/x"], "has no non-empty lines"),
+    (["synonyms", "查询", "-n", "0"], "n must be at least 1"),
+    (["synonyms", "查询", "-n", "3", "-k", "5"], "k must be between 1 and n=3"),
+])
+def test_errors_are_one_line_and_exit_2(folders, capsys, args, message):
+    (folders / "blank.txt").write_text("\n  \n", encoding="utf-8")
+    if not (folders / "idx").is_dir():
+        cli_main(["index", "build", str(folders / "corpus.txt"), "--model", str(folders / "ckpt"),
+                  "--out", str(folders / "idx")])
+    argv = [a.format(root=folders) for a in args] + ["--model", str(folders / "ckpt")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bert4sim: ") and message in err and "Traceback" not in err
+
+
+def test_missing_model_folder(tmp_path, capsys):
+    assert cli_main(["synonyms", "查询", "--model", str(tmp_path / "none")]) == 2
+    assert "model folder not found" in capsys.readouterr().err
