@@ -64,7 +64,8 @@ def encode_pair(tokenizer, first, second, maxlen):
     return tokenizer.encode(first, second, maxlen=maxlen * 2)
 
 
-def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_source=None, with_sources=False):
+def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_source=None, with_sources=False,
+                    length=None):
     """Endless SimBERT batches ``(token_ids, segment_ids)`` as numpy arrays.
 
     Each step takes ``batch_size // 2`` groups, samples a pair from each and
@@ -73,6 +74,8 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
     (``(tokenizer, text, rng) -> token_ids``) replaces the source encoding,
     e.g. with BART-style noise for RoFormer-Sim; ``with_sources=True`` adds
     each row's clean source sentence as a third item (for a teacher model).
+    ``length`` pads every batch to that many tokens (fixed shapes for XLA;
+    ``2 * maxlen`` holds any pair); by default to the batch's longest row.
 
     Example:
         >>> batches = simbert_batches(groups, tokenizer, batch_size=32)
@@ -80,6 +83,8 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
     """
     if batch_size < 2 or batch_size % 2:
         raise ValueError(f"batch_size must be even and at least 2 (pairs stay together), got {batch_size}")
+    if length is not None and length < 2 * maxlen:
+        raise ValueError(f"length {length} is shorter than a pair can be (2 * maxlen = {2 * maxlen})")
     rng = np.random.default_rng(seed)
     if len(groups) < batch_size // 2:
         raise ValueError(f"{len(groups)} groups cannot fill a batch of {batch_size} (needs {batch_size // 2} groups)")
@@ -94,7 +99,7 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
                     token_ids.append(ids)
                     segment_ids.append(segments)
                     sources.append(source)
-            batch = (sequence_padding(token_ids), sequence_padding(segment_ids))
+            batch = (sequence_padding(token_ids, length), sequence_padding(segment_ids, length))
             yield batch + (sources,) if with_sources else batch
 
 

@@ -119,6 +119,12 @@ class SimBERTTrainer(keras.Model):
         pooled, sequence = self.backbone(list(inputs[:2]), training=training)
         return pooled, sequence
 
+    def _full_logits(self, sequence):
+        """MLM logits at every position (static shapes, for XLA)."""
+        t = self.transformer
+        logits = t.token_embedding(t.mlm_transform(sequence), reverse=True)
+        return ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
+
     def _target_logits(self, token_ids, segment_ids, sequence):
         """Logits at the predicted positions only, with their target ids."""
         mask = ops.cast(segment_ids[:, 1:], "bool")
@@ -134,8 +140,11 @@ class SimBERTTrainer(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         token_ids, segment_ids = x[0], x[1]
         pooled, sequence = y_pred if y_pred is not None else self(x, training=training)
-        logits, targets = self._target_logits(token_ids, segment_ids, sequence)
-        generation = ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        if self.jit_compile:  # XLA needs static shapes: score every position, mask the loss
+            generation = seq2seq_loss(token_ids, segment_ids, self._full_logits(sequence))
+        else:
+            logits, targets = self._target_logits(token_ids, segment_ids, sequence)
+            generation = ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
         if self.teacher is not None:
             teacher_vectors = ops.stop_gradient(self.teacher([x[2], x[3]], training=False))
             similarity = distillation_loss(teacher_vectors, pooled, self.distillation_weight)
@@ -143,11 +152,28 @@ class SimBERTTrainer(keras.Model):
             similarity = similarity_loss(pooled, self.similarity_scale)
         self.seq2seq_tracker.update_state(generation)
         self.similarity_tracker.update_state(similarity)
-        return generation + similarity
+        return per_replica_loss(generation + similarity)
 
     @property
     def metrics(self):
         return [*super().metrics, self.seq2seq_tracker, self.similarity_tracker]
+
+
+def per_replica_loss(loss):
+    """Divide a replica's loss by the number of replicas, as Keras does for compiled losses.
+
+    Under ``tf.distribute`` the replicas' gradients are summed, so a
+    ``compute_loss`` override must return ``loss / num_replicas`` for the
+    update to be the gradient of the mean loss; Keras's loss tracker
+    multiplies the number back for display. Unchanged with one replica.
+
+    Example:
+        >>> return per_replica_loss(generation + similarity)  # at the end of compute_loss
+    """
+    import tensorflow as tf  # tf.distribute: the replica count of the strategy in scope
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss / replicas
 
 
 def _gather_nd(values, positions):

@@ -5,7 +5,8 @@ Example:
     >>> with strategy.scope():
     ...     trainer = SimBERTTrainer(build_transformer_model(..., return_keras_model=False))
     ...     trainer.compile(optimizer=make_optimizer(1e-5, total_steps=1000))
-    >>> trainer.fit(dataset, steps_per_epoch=100, epochs=10, callbacks=training_callbacks("runs/simbert"))
+    >>> trainer.fit(dataset, steps_per_epoch=100, epochs=10,
+    ...             callbacks=training_callbacks("runs/simbert", backup_every=50))
 """
 import json
 import os
@@ -14,29 +15,71 @@ import keras
 import tensorflow as tf
 
 
+def strategy_kind(tf_config=None, num_gpus=0):
+    """Which strategy :func:`get_strategy` picks: ``'multi_worker'``, ``'mirrored'`` or ``'default'``.
+
+    ``tf_config`` is the text of the ``TF_CONFIG`` variable (or None); it
+    picks multi-worker training when its cluster has more than one worker
+    (chief included). Otherwise several GPUs give ``'mirrored'``.
+
+    Example:
+        >>> strategy_kind('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}')
+        'multi_worker'
+        >>> strategy_kind(None, num_gpus=2)
+        'mirrored'
+    """
+    if tf_config:
+        try:
+            config = json.loads(tf_config)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+        cluster = config.get("cluster", {}) if isinstance(config, dict) else None
+        if not isinstance(cluster, dict):
+            raise ValueError(f"TF_CONFIG 'cluster' must be an object of job name -> addresses, got {cluster!r}")
+        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
+            return "multi_worker"
+    return "mirrored" if num_gpus > 1 else "default"
+
+
 def get_strategy():
     """The ``tf.distribute`` strategy for this machine.
 
     ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several
     workers, ``MirroredStrategy`` when several GPUs are visible, the default
-    strategy otherwise. Build and compile the model inside ``strategy.scope()``;
-    batches are global and split across replicas by Keras.
+    strategy otherwise (see :func:`strategy_kind`). Build and compile the
+    model inside ``strategy.scope()``; batches are global and Keras splits
+    each one across the replicas (see :func:`replica_batch_size`).
 
     Example:
         >>> strategy = get_strategy(); strategy.num_replicas_in_sync
         1
     """
-    tf_config = os.environ.get("TF_CONFIG")
-    if tf_config:
-        try:
-            cluster = json.loads(tf_config).get("cluster", {})
-        except json.JSONDecodeError as error:
-            raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
-        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
-            return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
+    kind = strategy_kind(os.environ.get("TF_CONFIG"), len(tf.config.list_logical_devices("GPU")))
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def replica_batch_size(global_batch_size, strategy=None, multiple=2):
+    """Rows each replica gets from a global batch; checks that paired rows stay on one replica.
+
+    A global batch is cut into ``num_replicas`` contiguous slices. SimBERT
+    batches hold pairs in adjacent rows (and the similarity loss is taken
+    within each replica), so each slice must be a positive multiple of
+    ``multiple`` rows.
+
+    Example:
+        >>> replica_batch_size(32, tf.distribute.get_strategy())
+        32
+    """
+    replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+    per_replica, remainder = divmod(global_batch_size, replicas)
+    if remainder or per_replica < multiple or per_replica % multiple:
+        raise ValueError(f"global batch size {global_batch_size} must split into {replicas} replica batch(es) "
+                         f"of a positive multiple of {multiple} rows (paired rows must stay together)")
+    return per_replica
 
 
 def set_precision(policy=None):
@@ -52,23 +95,28 @@ def set_precision(policy=None):
 
 @keras.saving.register_keras_serializable(package="bert4sim")
 class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, then linear decay to 0.
+    """Linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, then linear decay to 0 at ``total_steps``.
+
+    Both ramps are Keras's ``PolynomialDecay`` with ``power=1``; this class
+    only switches from one to the other (Keras has no warm-up + linear decay).
 
     Example:
         >>> schedule = LinearWarmupDecay(1e-5, total_steps=1000, warmup_steps=100)
+        >>> schedule(50)  # half-way up: 5e-6; schedule(550) is half-way down: 5e-6
     """
 
     def __init__(self, learning_rate, total_steps, warmup_steps=0):
-        if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-            raise ValueError(f"need 0 <= warmup_steps ({warmup_steps}) <= total_steps ({total_steps}), total >= 1")
+        if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"need 0 <= warmup_steps ({warmup_steps}) < total_steps ({total_steps})")
         self.learning_rate, self.total_steps, self.warmup_steps = learning_rate, total_steps, warmup_steps
+        schedules = keras.optimizers.schedules
+        self._warmup = schedules.PolynomialDecay(0.0, max(warmup_steps, 1), end_learning_rate=learning_rate, power=1.0)
+        self._decay = schedules.PolynomialDecay(learning_rate, total_steps - warmup_steps, end_learning_rate=0.0,
+                                                power=1.0)
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        warmup = step / max(self.warmup_steps, 1)
-        decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
-        factor = keras.ops.where(step < self.warmup_steps, warmup, decay)
-        return self.learning_rate * keras.ops.clip(factor, 0.0, 1.0)
+        return keras.ops.where(step < self.warmup_steps, self._warmup(step), self._decay(step - self.warmup_steps))
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
@@ -91,26 +139,65 @@ def make_optimizer(learning_rate=1e-5, total_steps=None, warmup_ratio=0.1, weigh
     return optimizer
 
 
-def training_callbacks(output_dir, monitor="loss", tensorboard=True):
-    """Callbacks: resume after a kill (BackupAndRestore), best and last weights, TensorBoard (if installed).
+class StopAtStep(keras.callbacks.Callback):
+    """Stop training once the optimizer has taken ``steps`` steps (default: ``epochs × steps_per_epoch``).
 
-    Backups are taken at every epoch end: Keras's BackupAndRestore restarts
-    an interrupted epoch from its beginning, so only epoch-end backups make
-    a resumed run end at the same step count as an uninterrupted one. For
-    frequent backups use short epochs (``steps_per_epoch``). Files:
-    ``OUTPUT/backup/``, ``OUTPUT/best.weights.h5``, ``OUTPUT/last.weights.h5``,
-    ``OUTPUT/logs/``.
+    Keras's ``BackupAndRestore`` restores the weights, the optimizer (its
+    step counter included) and the epoch of a backup taken mid-epoch, but
+    then runs that epoch again from its first batch. This callback ends the
+    resumed run when the optimizer reaches the planned step count, so a run
+    killed and resumed takes as many optimizer steps (and follows the same
+    step-based learning-rate schedule) as one that never stopped.
 
     Example:
-        >>> trainer.fit(dataset, epochs=50, steps_per_epoch=20, callbacks=training_callbacks("runs/x"))
+        >>> trainer.fit(dataset, epochs=10, steps_per_epoch=100, callbacks=[backup, StopAtStep()])
     """
+
+    def __init__(self, steps=None):
+        super().__init__()
+        if steps is not None and steps < 1:
+            raise ValueError(f"steps must be a positive step count, got {steps}")
+        self.steps = steps
+        self._target = None
+
+    def on_train_begin(self, logs=None):
+        planned = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
+        if self.steps is None and None in planned:
+            raise ValueError("StopAtStep needs steps=... when fit() is not given steps_per_epoch")
+        self._target = self.steps or planned[0] * planned[1]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self._target:
+            self.model.stop_training = True
+
+
+def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_every=None):
+    """Callbacks: resume after a kill (BackupAndRestore), best and last weights, TensorBoard (if installed).
+
+    Backups go to ``OUTPUT/backup/`` at every epoch end, or every
+    ``backup_every`` steps; step backups come with :class:`StopAtStep` so a
+    resumed run ends at the same optimizer step count as an uninterrupted
+    one (fit needs ``steps_per_epoch``). Two backups are kept, so a kill
+    while one is being written falls back to the previous one. Also
+    ``OUTPUT/best.weights.h5`` (lowest ``monitor`` at an epoch end),
+    ``OUTPUT/last.weights.h5``, TensorBoard logs in ``OUTPUT/logs/``.
+
+    Example:
+        >>> trainer.fit(dataset, epochs=5, steps_per_epoch=1000,
+        ...             callbacks=training_callbacks("runs/simbert", backup_every=200))
+    """
+    if backup_every is not None and (not isinstance(backup_every, int) or backup_every < 1):
+        raise ValueError(f"backup_every must be a positive number of steps or None, got {backup_every!r}")
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq="epoch"),
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq=backup_every or "epoch",
+                                         double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "last.weights.h5"), save_weights_only=True),
     ]
+    if backup_every:
+        callbacks.append(StopAtStep())
     if tensorboard:
         import importlib.util
 

@@ -7,6 +7,7 @@ prints gen_synonyms / most_similar for a few queries.
 
     python examples/simbert.py                         # tiny model, demo data
     python examples/simbert.py --micro                 # seconds: CI smoke run
+    python examples/simbert.py --precision mixed_float16 --xla   # GPU(s): MirroredStrategy when several
     python examples/simbert.py --config .../bert_config.json --checkpoint .../bert_model.ckpt \
         --vocab .../vocab.txt --epochs 1 --batch-size 32 --lr 1e-5
 """
@@ -36,8 +37,11 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the groups")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="default 5e-4 from scratch, 1e-5 fine-tuning")
+    parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-5 fine-tuning")
     parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--xla", action="store_true", help="compile the training step with XLA (jit_compile)")
+    parser.add_argument("--backup-every", type=int, default=None,
+                        help="back up every N steps (default: every epoch); a killed run resumes from the backup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
     return parser.parse_args(argv)
@@ -61,7 +65,7 @@ def train(args):
     from bert4sim.data import read_synonym_groups, simbert_batches, to_dataset
     from bert4sim.losses import SimBERTTrainer
     from bert4sim.tokenizers import Tokenizer, load_vocab
-    from bert4sim.training import get_strategy, make_optimizer, set_precision, training_callbacks
+    from bert4sim.training import get_strategy, make_optimizer, replica_batch_size, set_precision, training_callbacks
 
     keras.utils.set_random_seed(args.seed)
     set_precision(args.precision)
@@ -79,15 +83,23 @@ def train(args):
         args.lr = args.lr or 3e-3
     steps = args.steps_per_epoch or max(1, len(groups) // (args.batch_size // 2))
     strategy = get_strategy()
+    replica_batch_size(args.batch_size, strategy)  # pairs must not straddle two replicas
+    print(f"strategy: {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
+          f"precision: {keras.mixed_precision.global_policy().name}, XLA: {args.xla}")
     with strategy.scope():
         bert = build(args, tokenizer, keep_tokens)
         trainer = SimBERTTrainer(bert)
         lr = args.lr or (1e-5 if args.config else 1e-3)
-        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.05))
-    dataset = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, seed=args.seed))
+        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.05),
+                        jit_compile=args.xla)
+    length = 2 * args.maxlen if args.xla else None  # XLA compiles once per shape: pad to one length
+    dataset = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, seed=args.seed,
+                                         length=length))
     os.makedirs(args.output, exist_ok=True)
+    callbacks = training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
+                                   backup_every=args.backup_every)
     history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
-                          callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro))
+                          callbacks=callbacks)
     return bert, tokenizer, history
 
 
