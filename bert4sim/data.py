@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from bert4sim.snippets import sequence_padding
+from bert4sim.snippets import sequence_padding, text_segmentate
 
 # --- SimBERT corpus ---
 
@@ -59,8 +59,27 @@ def sample_pair(group, rng):
     return group[first], group[second]
 
 
+def truncate_sentence(text, maxlen):
+    """SimBERT's cut: the first piece of ``text`` split at punctuation into pieces of ≤ ``maxlen - 2`` chars.
+
+    Example:
+        >>> truncate_sentence("我想注销信用卡，请问要去柜台吗？还是网上就行", 16)
+        '我想注销信用卡'
+    """
+    piece = text_segmentate(text, maxlen - 2, "\n。！？!?；;，, ", "；;，, ")[0]
+    return piece or text
+
+
 def encode_pair(tokenizer, first, second, maxlen):
-    """``[CLS] first [SEP] second [SEP]`` with each side cut to ``maxlen`` tokens (SimBERT's rule)."""
+    """``[CLS] first [SEP] second [SEP]``, each sentence cut by :func:`truncate_sentence` (SimBERT's rule).
+
+    A sentence without punctuation to cut at is shortened token by token
+    (longer side first) so the pair fits ``2 * maxlen`` tokens.
+
+    Example:
+        >>> token_ids, segment_ids = encode_pair(tokenizer, "信用卡怎么注销", "怎么注销信用卡", maxlen=32)
+    """
+    first, second = truncate_sentence(first, maxlen), truncate_sentence(second, maxlen)
     return tokenizer.encode(first, second, maxlen=maxlen * 2)
 
 

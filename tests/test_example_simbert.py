@@ -1,4 +1,5 @@
 """examples/simbert.py end to end on a micro setting, and kill-and-resume training."""
+import json
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_simbert_demo_gen_synonyms_returns_k_distinct(tmp_path):
 
 
 KILLED_RUN = textwrap.dedent('''
-    import os, sys
+    import json, os, sys
     import keras, numpy as np
     from bert4sim.data import simbert_batches, to_dataset
     from bert4sim.losses import SimBERTTrainer
@@ -60,26 +61,37 @@ KILLED_RUN = textwrap.dedent('''
                                    return_keras_model=False)
     trainer = SimBERTTrainer(bert)
     trainer.compile(optimizer=make_optimizer(1e-3, total_steps=12))
+    record = {"batches": 0}
 
-    class Kill(keras.callbacks.Callback):
+    class Probe(keras.callbacks.Callback):  # runs after BackupAndRestore has restored the backup
+        def on_train_begin(self, logs=None):
+            record["start_step"] = int(self.model.optimizer.iterations.numpy())
+            record["start_epoch"] = self.model._initial_epoch or 0
+
         def on_train_batch_end(self, batch, logs=None):
+            record["batches"] += 1
             if kill_at and int(self.model.optimizer.iterations.numpy()) == kill_at:
                 os._exit(3)  # a crash mid-epoch, nothing flushed
 
     trainer.fit(to_dataset(simbert_batches(groups, tokenizer, 4)), epochs=3, steps_per_epoch=4, verbose=0,
-                callbacks=training_callbacks(out, tensorboard=False) + [Kill()])
-    print("STEPS", int(trainer.optimizer.iterations.numpy()))
+                callbacks=training_callbacks(out, tensorboard=False, backup_every=2) + [Probe()])
+    record["steps"] = int(trainer.optimizer.iterations.numpy())
+    print(json.dumps(record))
 ''')
 
 
-def test_killed_training_resumes_from_backup(tmp_path):
+def test_killed_training_resumes_from_the_step_backup(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(KILLED_RUN)
     out = str(tmp_path / "run")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    first = subprocess.run([sys.executable, str(script), out, "6"], capture_output=True, text=True, env=env)
+    # killed after step 7, in the second epoch (4 steps each); the last backup was taken after step 6
+    first = subprocess.run([sys.executable, str(script), out, "7"], capture_output=True, text=True, env=env)
     assert first.returncode == 3, first.stderr[-2000:]
-    assert os.path.isdir(os.path.join(out, "backup"))
+    assert os.path.isfile(os.path.join(out, "backup", "latest.weights.h5"))
     second = subprocess.run([sys.executable, str(script), out, "0"], capture_output=True, text=True, env=env)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "STEPS 12" in second.stdout
+    record = json.loads(second.stdout.strip().splitlines()[-1])
+    assert record["start_step"] == 6 and record["start_epoch"] == 1  # resumed from the backup, not from scratch
+    assert record["batches"] == 6 and record["steps"] == 12  # the planned 3 x 4 steps, no more
+    assert not os.path.exists(os.path.join(out, "backup"))

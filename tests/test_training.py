@@ -1,0 +1,233 @@
+"""Training set-up: strategy choice, replica batches, schedule, AdamW decay, precision, callbacks,
+and SimBERTTrainer under MirroredStrategy (2 logical CPUs), mixed precision and XLA."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+from bert4sim.losses import SimBERTTrainer
+from bert4sim.models import build_transformer_model
+from bert4sim.training import (LinearWarmupDecay, StopAtStep, get_strategy, make_optimizer, replica_batch_size,
+                               set_precision, strategy_kind, training_callbacks)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def tiny_bert(**kwargs):
+    return build_transformer_model(vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, application="unilm", with_pool="linear",
+                                   return_keras_model=False, **kwargs)
+
+
+def pair_batch(rows=4, length=10, seed=0):
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(5, 20, (rows, length)).astype("int32")
+    token_ids[:, 0], token_ids[:, length // 2 - 1], token_ids[:, -1] = 2, 3, 3
+    segment_ids = np.zeros_like(token_ids)
+    segment_ids[:, length // 2:] = 1
+    return token_ids, segment_ids
+
+
+def test_strategy_kind_follows_tf_config_then_gpus():
+    two_workers = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}
+    chief_and_worker = {"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}}
+    one_worker = {"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}
+    assert strategy_kind(json.dumps(two_workers)) == "multi_worker"
+    assert strategy_kind(json.dumps(chief_and_worker), num_gpus=4) == "multi_worker"
+    assert strategy_kind(json.dumps(one_worker), num_gpus=2) == "mirrored"
+    assert strategy_kind(None, num_gpus=2) == "mirrored"
+    assert strategy_kind(None, num_gpus=1) == "default"
+    assert strategy_kind("", num_gpus=0) == "default"
+
+
+def test_strategy_kind_errors_name_tf_config():
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        strategy_kind("{cluster")
+    with pytest.raises(ValueError, match="TF_CONFIG 'cluster' must be an object.*got \\['a:1'\\]"):
+        strategy_kind('{"cluster": ["a:1"]}')
+
+
+def test_get_strategy_on_a_cpu_machine_is_the_default_one(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = get_strategy()
+    assert strategy is tf.distribute.get_strategy() and strategy.num_replicas_in_sync == 1
+
+
+def test_replica_batch_size_keeps_pairs_on_one_replica():
+    assert replica_batch_size(32) == 32
+    assert replica_batch_size(32, SimpleNamespace(num_replicas_in_sync=4)) == 8
+    for size, replicas in ((30, 4), (6, 2), (4, 4)):
+        with pytest.raises(ValueError, match=f"global batch size {size} must split into {replicas} replica"):
+            replica_batch_size(size, SimpleNamespace(num_replicas_in_sync=replicas))
+
+
+def test_linear_warmup_decay_matches_the_formula():
+    lr, total, warmup = 2e-3, 50, 10
+    schedule = LinearWarmupDecay(lr, total, warmup)
+    steps = np.arange(0, 60)
+    expected = np.where(steps < warmup, lr * steps / warmup, lr * np.clip((total - steps) / (total - warmup), 0, 1))
+    got = np.array([float(schedule(int(s))) for s in steps])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+    no_warmup = LinearWarmupDecay(lr, 4)
+    np.testing.assert_allclose([float(no_warmup(s)) for s in range(5)], [lr, 0.75 * lr, 0.5 * lr, 0.25 * lr, 0],
+                               rtol=1e-6)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert float(restored(25)) == pytest.approx(float(schedule(25)))
+    with pytest.raises(ValueError, match=r"need 0 <= warmup_steps \(10\) < total_steps \(10\)"):
+        LinearWarmupDecay(lr, 10, 10)
+
+
+def test_adamw_decays_kernels_but_not_biases_or_layernorm():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.LayerNormalization()])
+    optimizer = make_optimizer(0.1, total_steps=10, warmup_ratio=0.0, weight_decay=0.5)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    for variable in model.trainable_variables:
+        variable.assign(np.full(variable.shape, 2.0, "float32"))
+    before = {v.path: v.numpy() for v in model.trainable_variables}
+    # zero gradients: Adam's step is 0, only the decoupled weight decay (lr * wd * w) moves a weight
+    optimizer.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in model.trainable_variables])
+    for variable in model.trainable_variables:
+        factor = 1 - 0.1 * 0.5 if variable.path.endswith("kernel") else 1.0
+        np.testing.assert_allclose(variable.numpy(), before[variable.path] * factor, rtol=1e-6, err_msg=variable.path)
+    assert float(optimizer.learning_rate) == pytest.approx(0.1 * 9 / 10)  # decayed one step of ten
+
+
+def test_set_precision_sets_the_policy_and_names_bad_values():
+    try:
+        set_precision("mixed_bfloat16")
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        set_precision(None)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="precision policy must be one of .* got 'fp16'"):
+        set_precision("fp16")
+
+
+def test_callbacks_write_backups_best_last_and_tensorboard(tmp_path):
+    callbacks = training_callbacks(str(tmp_path), backup_every=2, tensorboard=True)
+    kinds = [type(c).__name__ for c in callbacks]
+    assert kinds[:4] == ["BackupAndRestore", "ModelCheckpoint", "ModelCheckpoint", "StopAtStep"]
+    assert callbacks[0].save_freq == 2 and callbacks[0].double_checkpoint
+    assert "StopAtStep" not in [type(c).__name__ for c in training_callbacks(str(tmp_path / "e"), tensorboard=False)]
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2 and not seen:  # a step backup exists mid-epoch (before training ends and removes it)
+                seen.append(sorted(os.listdir(tmp_path / "backup")))
+
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, callbacks=callbacks + [Spy()])
+    assert "latest.weights.h5" in seen[0] and "training_metadata.json" in seen[0]
+    assert (tmp_path / "best.weights.h5").is_file() and (tmp_path / "last.weights.h5").is_file()
+    assert not (tmp_path / "backup").exists()  # finished runs clean their backup up
+    if "TensorBoard" in kinds:
+        events = [f for _, _, files in os.walk(tmp_path / "logs") for f in files if "tfevents" in f]
+        assert events
+    else:
+        pytest.skip("tensorboard not installed: TensorBoard logs not checked")
+
+
+def test_callback_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="backup_every must be a positive number of steps or None, got 0"):
+        training_callbacks(str(tmp_path), backup_every=0)
+    with pytest.raises(ValueError, match="steps must be a positive step count, got -1"):
+        StopAtStep(-1)
+
+
+def test_stop_at_step_ends_training_at_the_step_count():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+    model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[StopAtStep(6)])
+    assert int(model.optimizer.iterations) == 6
+
+
+def test_trainer_xla_loss_path_equals_the_gathered_one():
+    keras.utils.set_random_seed(0)
+    trainer = SimBERTTrainer(tiny_bert(dropout_rate=0.0))
+    x = pair_batch()
+    gathered = float(trainer.compute_loss(x=x, training=False))
+    trainer.jit_compile = True  # XLA: all positions scored, loss masked
+    assert float(trainer.compute_loss(x=x, training=False)) == pytest.approx(gathered, rel=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_trainer_trains_under_mixed_precision(policy):
+    import tensorflow as tf
+
+    try:
+        set_precision(policy)
+        keras.utils.set_random_seed(0)
+        trainer = SimBERTTrainer(tiny_bert())
+        trainer.compile(optimizer=make_optimizer(1e-3))
+        assert trainer.backbone.outputs[1].dtype == policy.split("_")[1]
+        dataset = tf.data.Dataset.from_tensors((pair_batch(),)).repeat()
+        history = trainer.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
+        assert all(np.isfinite(history.history[k][0]) for k in ("loss", "seq2seq_loss", "similarity_loss"))
+        assert all(v.dtype == "float32" for v in trainer.trainable_variables)
+        if policy == "mixed_float16":
+            assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        set_precision(None)
+
+
+MIRRORED = textwrap.dedent('''
+    import json
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.training import replica_batch_size
+    from test_training import pair_batch, tiny_bert
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        trainer = SimBERTTrainer(tiny_bert(dropout_rate=0.0))
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+    reference = SimBERTTrainer(tiny_bert(dropout_rate=0.0))
+    for mine, theirs in zip(reference.trainable_variables, trainer.trainable_variables):
+        mine.assign(theirs.numpy())
+    token_ids, segment_ids = pair_batch(rows=8)
+    history = trainer.fit(tf.data.Dataset.from_tensors(((token_ids, segment_ids),)), epochs=1, verbose=0,
+                          shuffle=False)
+    # what one SGD step should do: each replica takes its 4 contiguous rows (2 pairs); gradient of the mean loss
+    with tf.GradientTape() as tape:
+        halves = [reference.compute_loss(x=(token_ids[i:i + 4], segment_ids[i:i + 4])) for i in (0, 4)]
+        loss = (halves[0] + halves[1]) / 2
+    gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, reference.trainable_variables)]
+    diff = max(float(np.max(np.abs(mine.numpy() - 0.5 * g.numpy() - theirs.numpy())))
+               for mine, g, theirs in zip(reference.trainable_variables, gradients, trainer.trainable_variables))
+    moved = max(float(np.max(np.abs(0.5 * g.numpy()))) for g in gradients)
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "per_replica": replica_batch_size(8, strategy),
+                      "diff": diff, "moved": moved, "loss": history.history["loss"][0], "expected": float(loss)}))
+''')
+
+
+def test_trainer_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests"), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2 and result["per_replica"] == 4
+    # The step moved the weights as the mean of the two replicas' gradients says. (Summed gradients
+    # would make diff ≈ moved. The tolerance covers float32 noise: a random model's pooled vectors
+    # are nearly parallel, and their normalisation amplifies rounding, even between two eager runs.)
+    assert result["moved"] > 0.1
+    assert result["diff"] < 1e-2 * result["moved"]
+    assert result["loss"] == pytest.approx(result["expected"], rel=1e-5)
