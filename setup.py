@@ -42,7 +42,9 @@ setup(
         "h5py>=3.10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.15"],
+        # TensorBoard logs from bert4sim.training.training_callbacks (skipped with a warning without it).
+        "train": ["tensorboard>=2.15"],
         # Only for the scripts that regenerate reference fixtures and for the
         # comparison columns of the benchmarks; never needed at run time.
         "reference": ["torch==2.13.0", "transformers>=4.40", "sentence-transformers>=3.0"],
