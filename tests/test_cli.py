@@ -52,6 +52,9 @@ def test_faiss_backend_from_the_shell(folders, capsys):
     capsys.readouterr()
     assert cli_main(["similar", "明天下雨吗", "--model", ckpt, "--index", out, "--topn", "1"]) == 0
     assert capsys.readouterr().out.strip().endswith("\t明天下雨吗")
+    assert cli_main(["similar", "明天下雨吗", "--model", ckpt, "--index", out, "--topn", "1",
+                     "--precision", "bfloat16"]) == 0
+    assert capsys.readouterr().out.strip().endswith("\t明天下雨吗")
 
 
 @pytest.mark.parametrize("args, message", [

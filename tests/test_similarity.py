@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bert4sim.layers import Pooling
-from bert4sim.models import build_transformer_model
+from bert4sim.models import build_transformer_model, save_checkpoint
 from bert4sim.similarity import SimilarityModel, VectorIndex
 from bert4sim.tokenizers import Tokenizer
 
@@ -133,6 +133,32 @@ def test_pooling_excludes_padding():
                                sequence[:, :3].mean(1), atol=1e-6)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(Pooling("max")([sequence, token_ids])),
                                sequence[:, :3].max(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("model, pooling", [("bert", "pooler"), ("roformer", "mean"), ("bert", "max")])
+def test_bfloat16_encoder_agrees_with_float32(tmp_path, model, pooling):
+    keras.utils.set_random_seed(4)
+    built = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=64, model=model, with_pool="linear")
+    save_checkpoint(built, str(tmp_path / "bert_model.ckpt"))
+    (tmp_path / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    exact = SimilarityModel.from_checkpoint(str(tmp_path), pooling=pooling, model=model, maxlen=16)
+    fast = SimilarityModel.from_checkpoint(str(tmp_path), pooling=pooling, model=model, maxlen=16,
+                                           precision="bfloat16")
+    a, b = exact.encode(CORPUS), fast.encode(CORPUS)  # sorted by length: batches with padding
+    assert (a * b).sum(1).min() > 0.999
+    fast.build_index(CORPUS)
+    assert fast.most_similar("查询余额", topn=1)[0][0] == "查询余额"
+    fast.save(str(tmp_path / "saved"))
+    assert SimilarityModel.load(str(tmp_path / "saved")).precision == "bfloat16"
+
+
+def test_bfloat16_refuses_encoders_it_cannot_run(sim):
+    projected = keras.Model(sim.encoder.inputs, keras.layers.Dense(8, name="Projection")(sim.encoder.outputs[0]))
+    with pytest.raises(ValueError, match="ends in Dense 'Projection'"):
+        SimilarityModel(sim.tokenizer, projected, precision="bfloat16")
+    with pytest.raises(ValueError, match="precision must be 'float32' or 'bfloat16'"):
+        SimilarityModel(sim.tokenizer, sim.encoder, precision="float16")
 
 
 def test_bad_inputs_are_named(sim, tmp_path):
