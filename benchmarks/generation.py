@@ -1,19 +1,30 @@
 """Generation speed: cached incremental decoding vs full recompute (the bert4keras way).
 
 SimBERT-base shape by default (12 layers, hidden 768, 12 heads, vocab 13584 as SimBERT's
-simplified vocab), random weights made here; `random_sample` with n=100 for 32 forced steps
-(the end id never occurs). Both paths run in this process on the same model.
-Reference: bert4keras 0.11.5 takes about 63 s for this call on a 2-core CPU machine.
+simplified vocab), random weights made here; `random_sample` with n=100, topk=5 for 32 forced
+steps (the end id never occurs), source of 20 tokens. For each precision both of our paths run in
+this process on the same model: `CachedDecoder` and `RecomputeDecoder` (the whole sequence through
+the model at every step, as bert4keras's AutoRegressiveDecoder does). bfloat16 = matrix products
+in bfloat16, the rest float32 (`set_matmul_dtype`), for CPUs with AMX.
 
-Usage: python benchmarks/generation.py [--model bert|roformer] [--layers 12 --hidden 768]
-       [--n 100 --steps 32] [--skip-recompute]
+bert4keras 0.11.5 itself (float32) is measured in the same run when its old-TensorFlow virtualenv
+is given (--bert4keras-python or BERT4KERAS_PYTHON; see benchmarks/bert4keras_reference.py).
+
+Usage: python benchmarks/generation.py [--model bert|roformer] [--precision float32 bfloat16]
+       [--layers 12 --hidden 768] [--n 100 --steps 32] [--skip-recompute]
+       [--bert4keras-python /work/refenv/bin/python]
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
 from bert4sim.generation import CachedDecoder, RecomputeDecoder
+from bert4sim.layers import set_matmul_dtype
 from bert4sim.models import build_transformer_model
 
 
@@ -26,9 +37,22 @@ def timed(decoder, inputs, n, repeats):
     return best, outputs
 
 
+def bert4keras_seconds(python, args):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bert4keras_reference.py")
+    command = [python, script, "generate", "--model", args.model, "--layers", str(args.layers),
+               "--hidden", str(args.hidden), "--heads", str(max(1, args.hidden // 64)), "--vocab", str(args.vocab),
+               "--n", str(args.n), "--steps", str(args.steps), "--source-length", str(args.source_length)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_KERAS": "1"})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        sys.exit(f"bert4keras reference failed ({' '.join(command)}):\n{result.stderr[-2000:]}")
+    return json.loads(lines[-1])["seconds_per_call"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="bert", choices=["bert", "roformer"])
+    parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--vocab", type=int, default=13584)
@@ -36,6 +60,8 @@ def main():
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--source-length", type=int, default=20)
     parser.add_argument("--skip-recompute", action="store_true")
+    parser.add_argument("--bert4keras-python", default=os.environ.get("BERT4KERAS_PYTHON"),
+                        help="python of a virtualenv with bert4keras 0.11.5 + TF 2.12 (see bert4keras_reference.py)")
     args = parser.parse_args()
     model = build_transformer_model(
         vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,
@@ -47,19 +73,28 @@ def main():
     inputs = [source, [0] * len(source)]
     never = -1  # an end id that is never sampled: every row runs all steps
     print(f"{args.model}: {args.layers} layers, hidden {args.hidden}, vocab {args.vocab}; "
-          f"random_sample n={args.n}, {args.steps} steps, source {len(source)} tokens")
-    cached = CachedDecoder(model, end_id=never, maxlen=args.steps)
-    cached.random_sample(inputs, args.n, topk=5, seed=0)  # trace the compiled step once
-    cached_time, cached_out = timed(cached, inputs, args.n, repeats=2)
-    print(f"bert4sim cached decoding:   {cached_time:8.2f} s per call")
-    if args.skip_recompute:
-        return
-    slow = RecomputeDecoder(model, end_id=never, maxlen=args.steps)
-    slow_time, slow_out = timed(slow, inputs, args.n, repeats=1)
-    same = sum(np.array_equal(a, b) for a, b in zip(cached_out, slow_out))
-    print(f"full recompute (bert4keras way, same model): {slow_time:8.2f} s per call")
-    print(f"speed-up: {slow_time / cached_time:.1f}x; identical samples: {same}/{len(cached_out)}")
-    print("reference: bert4keras 0.11.5, ~63 s per call on a 2-core CPU machine (from the issue)")
+          f"random_sample n={args.n}, topk=5, {args.steps} steps, source {len(source)} tokens")
+    reference = None
+    if args.bert4keras_python:
+        reference = bert4keras_seconds(args.bert4keras_python, args)
+        print(f"bert4keras 0.11.5 AutoRegressiveDecoder, float32: {reference:8.2f} s per call", flush=True)
+    for precision in args.precision:
+        set_matmul_dtype(model, precision)
+        cached = CachedDecoder(model, end_id=never, maxlen=args.steps)
+        cached.random_sample(inputs, args.n, topk=5, seed=0)  # trace the compiled step once
+        cached_time, cached_out = timed(cached, inputs, args.n, repeats=2)
+        versus = f"   {reference / cached_time:.1f}x faster than bert4keras" if reference else ""
+        print(f"bert4sim cached decoding, {precision:8s}:       {cached_time:8.2f} s per call{versus}", flush=True)
+        if args.skip_recompute:
+            continue
+        slow = RecomputeDecoder(model, end_id=never, maxlen=args.steps)
+        slow_time, slow_out = timed(slow, inputs, args.n, repeats=1)
+        same = sum(np.array_equal(a, b) for a, b in zip(cached_out, slow_out))
+        print(f"bert4sim full recompute, {precision:8s}:        {slow_time:8.2f} s per call   "
+              f"cached is {slow_time / cached_time:.1f}x faster (target >= 20x); same samples {same}/{len(cached_out)} "
+              f"(random weights: near-uniform probabilities, round-off flips some draws)", flush=True)
+    if not args.bert4keras_python:
+        print("bert4keras: not measured (pass --bert4keras-python, see benchmarks/bert4keras_reference.py)")
 
 
 if __name__ == "__main__":

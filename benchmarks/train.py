@@ -1,66 +1,120 @@
-"""SimBERT training-step throughput (samples/s) on this machine, next to bert4keras 0.11.5.
+"""SimBERT training-step throughput (samples/s) on this machine, bert4sim next to bert4keras 0.11.5.
 
 Shapes: (4 layers, hidden 312, batch 32, len 32) and (12 layers, hidden 768, batch 16, len 32),
-vocab 13584 (SimBERT's simplified vocab), random weights and data made here, AdamW, both losses.
-bert4keras 0.11.5 cannot run on TF 2.21; its figures below were measured on a 2-core CPU machine
-of this kind (from the issue): 62.0 and 12.4 samples/s.
+12 heads, vocab 13584 (SimBERT's simplified vocab), dropout 0.1, random weights and data made
+here, AdamW, both losses, plain `fit`. The figure is the median step time after two warm-up steps
+(each library's own `fit`, timed by a callback from batch begin to batch end).
 
-Usage: python benchmarks/train.py [--model bert|roformer] [--precision mixed_bfloat16] [--steps 10]
+bert4keras runs in its own old-TensorFlow virtualenv (see benchmarks/bert4keras_reference.py): give
+its python with --bert4keras-python or BERT4KERAS_PYTHON and its figures are measured in this run,
+on the same shapes; otherwise they are left out. Precision of ours: float32, bfloat16 (matrix
+products in bfloat16, the rest float32: `matmul_dtype="bfloat16"`, for CPUs with AMX),
+mixed_bfloat16 / mixed_float16 (Keras mixed-precision policies, for GPUs). bert4keras always runs
+float32. With --model both, the RoFormer step time is also given relative to BERT's (RoPE cost).
+
+Usage: python benchmarks/train.py [--model bert|roformer|both] [--precision float32 bfloat16]
+       [--steps 10] [--bert4keras-python /work/refenv/bin/python]
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-SHAPES = [(4, 312, 32, 32, 62.0), (12, 768, 16, 32, 12.4)]
+SHAPES = [(4, 312, 32, 32), (12, 768, 16, 32)]
+HEADS, VOCAB = 12, 13584
 
 
-def measure(model_type, layers, hidden, batch, length, steps, vocab=13584):
+def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
     import keras
 
     from bert4sim.data import to_dataset
     from bert4sim.losses import SimBERTTrainer
     from bert4sim.models import build_transformer_model
-    from bert4sim.training import make_optimizer
+    from bert4sim.training import make_optimizer, set_precision
 
+    set_precision(precision if precision.startswith("mixed") else None)
     keras.utils.set_random_seed(0)
-    bert = build_transformer_model(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-                                   num_attention_heads=12, intermediate_size=4 * hidden, model=model_type,
-                                   application="unilm", with_pool="linear", return_keras_model=False)
+    bert = build_transformer_model(
+        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=HEADS,
+        intermediate_size=4 * hidden, model=model_type, application="unilm", with_pool="linear",
+        return_keras_model=False, matmul_dtype="bfloat16" if precision == "bfloat16" else None,
+    )
     trainer = SimBERTTrainer(bert)
-    trainer.compile(optimizer=make_optimizer(1e-5))
+    trainer.compile(optimizer=make_optimizer(1e-5), jit_compile=False)
     rng = np.random.default_rng(0)
 
     def batches():
         while True:
-            token_ids = rng.integers(5, vocab, (batch, length)).astype("int32")
+            token_ids = rng.integers(5, VOCAB, (batch, length)).astype("int32")
             segment_ids = np.zeros_like(token_ids)
             segment_ids[:, length // 2:] = 1
             yield token_ids, segment_ids
 
-    dataset = to_dataset(batches())
-    trainer.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace + warm up
-    start = time.perf_counter()
-    trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-    return batch * steps / (time.perf_counter() - start)
+    class StepTimer(keras.callbacks.Callback):
+        seconds = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    timer = StepTimer()
+    trainer.fit(to_dataset(batches()), steps_per_epoch=steps + 2, epochs=1, verbose=0, callbacks=[timer])
+    set_precision(None)
+    return float(np.median(timer.seconds[2:]))
+
+
+def bert4keras_seconds(python, model_type, layers, hidden, batch, length, steps):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bert4keras_reference.py")
+    command = [python, script, "train", "--model", model_type, "--layers", str(layers), "--hidden", str(hidden),
+               "--heads", str(HEADS), "--vocab", str(VOCAB), "--batch", str(batch), "--length", str(length),
+               "--steps", str(steps)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_KERAS": "1"})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        sys.exit(f"bert4keras reference failed ({' '.join(command)}):\n{result.stderr[-2000:]}")
+    return json.loads(lines[-1])["seconds_per_step"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="bert", choices=["bert", "roformer", "both"])
-    parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--model", default="both", choices=["bert", "roformer", "both"])
+    parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--bert4keras-python", default=os.environ.get("BERT4KERAS_PYTHON"),
+                        help="python of a virtualenv with bert4keras 0.11.5 + TF 2.12 (see bert4keras_reference.py)")
     args = parser.parse_args()
-    from bert4sim.training import set_precision
-
-    set_precision(args.precision)
     models = ["bert", "roformer"] if args.model == "both" else [args.model]
-    print(f"precision: {args.precision or 'float32'}")
-    for layers, hidden, batch, length, reference in SHAPES:
+    measured = {}
+    for layers, hidden, batch, length in SHAPES:
+        print(f"L{layers} H{hidden} batch {batch} len {length}:")
         for model_type in models:
-            rate = measure(model_type, layers, hidden, batch, length, args.steps)
-            print(f"{model_type:8s} L{layers:<2d} H{hidden:<3d} batch {batch} len {length}: {rate:6.1f} samples/s   "
-                  f"bert4keras 0.11.5 (BERT, measured earlier): {reference:5.1f}   ratio {rate / reference:.2f}x")
+            reference = None
+            if args.bert4keras_python:
+                reference = bert4keras_seconds(args.bert4keras_python, model_type, layers, hidden, batch, length,
+                                               args.steps)
+                print(f"  {model_type:8s} bert4keras 0.11.5 float32 : {batch / reference:6.1f} samples/s "
+                      f"({reference:.3f} s/step)")
+            for precision in args.precision:
+                ours = step_seconds(model_type, layers, hidden, batch, length, args.steps, precision)
+                measured[layers, model_type, precision] = ours
+                ratio = f"   {reference / ours:.2f}x bert4keras" if reference else ""
+                print(f"  {model_type:8s} bert4sim {precision:15s}: {batch / ours:6.1f} samples/s ({ours:.3f} s/step)"
+                      f"{ratio}", flush=True)
+    if len(models) == 2:
+        for (layers, model_type, precision), seconds in measured.items():
+            if model_type == "roformer":
+                bert = measured[layers, "bert", precision]
+                print(f"RoPE cost, L{layers} {precision}: RoFormer step {seconds / bert - 1:+.1%} vs BERT's "
+                      f"(target <= +15%)")
+    if not args.bert4keras_python:
+        print("bert4keras: not measured (pass --bert4keras-python, see benchmarks/bert4keras_reference.py)")
 
 
 if __name__ == "__main__":

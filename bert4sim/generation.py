@@ -289,6 +289,53 @@ class _Buffers:
         return target
 
 
+class _StepWeights:
+    """The matrices a decoding step multiplies by, cast once per decoding call.
+
+    A layer whose product runs in another dtype than its kernel
+    (``matmul_dtype="bfloat16"``, a mixed-precision policy) casts the kernel
+    at every call: at every step when decoding. Here each such kernel is cast
+    once into a variable by ``refresh()`` (at the start of each decoding call,
+    so a model trained between calls decodes with its new weights); kernels
+    already in their product dtype are used as they are, with no copy.
+    """
+
+    def __init__(self, transformer):
+        self.products = {}  # name -> (dense layer or None, kernel, variable holding the cast kernel or None)
+        for i, block in enumerate(transformer.blocks):
+            attention, ffn = block.attention, block.feed_forward
+            for name, dense in (("query", attention.query_dense), ("key", attention.key_dense),
+                                ("value", attention.value_dense), ("output", attention.output_dense),
+                                ("inner", ffn.inner_dense), ("outer", ffn.output_dense)):
+                self._track(f"{i}/{name}", dense, dense.kernel)
+        self._track("mlm", transformer.mlm_transform.dense, transformer.mlm_transform.dense.kernel)
+        self._track("embeddings", transformer.token_embedding, transformer.token_embedding.embeddings)
+        self.refresh = tf.function(self._refresh)
+
+    def _track(self, name, layer, kernel):
+        dtype = getattr(layer, "matmul_dtype", None) or layer.compute_dtype
+        cast = None if kernel.dtype == dtype else tf.Variable(tf.zeros(kernel.shape, dtype), trainable=False)
+        self.products[name] = (layer, kernel, cast)
+
+    def _refresh(self):
+        for _, kernel, cast in self.products.values():
+            if cast is not None:
+                cast.assign(ops.cast(kernel, cast.dtype))
+        return tf.constant(0)
+
+    def kernel(self, name):
+        _, kernel, cast = self.products[name]
+        return ops.convert_to_tensor(kernel if cast is None else cast)
+
+    def product(self, name, x):
+        """What the dense layer ``name`` computes for ``x`` (product, bias, activation), in ``x``'s dtype."""
+        dense, kernel = self.products[name][0], self.kernel(name)
+        y = ops.cast(ops.matmul(ops.cast(x, kernel.dtype), kernel), x.dtype)
+        if dense.bias is not None:
+            y = y + ops.cast(dense.bias, x.dtype)
+        return y if dense.activation is None else dense.activation(y)
+
+
 class CachedDecoder(AutoRegressiveDecoder):
     """Incremental decoding of a bert4sim ``unilm``/``lm`` model with a key/value cache.
 
@@ -323,6 +370,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         self.num_heads = first.num_heads
         self.head_size = t.config["hidden_size"] // first.num_heads
         self.max_positions = t.config["max_position_embeddings"] if t.position_embedding is not None else None
+        self._weights = _StepWeights(t)
         self._prefill = tf.function(self._prefill_graph, reduce_retracing=True)
         self._step = tf.function(self._step_graph, reduce_retracing=True, jit_compile=jit_compile)
         self._select = tf.function(self._select_graph, reduce_retracing=True)
@@ -330,15 +378,18 @@ class CachedDecoder(AutoRegressiveDecoder):
     # -- compiled pieces ----------------------------------------------------------
 
     def _logits(self, hidden):
-        t = self.transformer
-        logits = t.token_embedding(t.mlm_transform(hidden), reverse=True)
+        """MLM logits of the last position of every row (float32)."""
+        t, weights = self.transformer, self._weights
+        hidden = t.mlm_transform.norm(weights.product("mlm", hidden))
+        embeddings = weights.kernel("embeddings")
+        logits = ops.einsum("rh,vh->rv", ops.cast(hidden, embeddings.dtype), embeddings)
         return ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
 
     def _select_graph(self, logits, temperature, k):
-        """Top-k of the temperature-scaled logits as log-probabilities (float64)."""
-        scaled = ops.cast(logits, "float64") / temperature
+        """Top-k of the temperature-scaled logits as log-probabilities (computed in float32, returned as float64)."""
+        scaled = logits / ops.cast(temperature, logits.dtype)
         values, ids = tf.math.top_k(scaled, k)
-        return values - tf.reduce_logsumexp(scaled, axis=-1, keepdims=True), ids
+        return ops.cast(values - tf.reduce_logsumexp(scaled, axis=-1, keepdims=True), "float64"), ids
 
     def _prefill_graph(self, token_ids, segment_ids):
         """Encode the source ([1, P]); its keys/values per block as ``[heads, P, head_size]``."""
@@ -352,12 +403,12 @@ class CachedDecoder(AutoRegressiveDecoder):
             prefix.append((keys[0], values[0]))
         return self._logits(x[:, -1]), prefix
 
-    def _attend(self, attention, x, position, slot, prefix, prefix_valid, buffers):
+    def _attend(self, index, attention, x, position, slot, prefix, prefix_valid, buffers):
         """Attention of one new token per row over the source and the generated tokens so far."""
         heads, size = self.num_heads, self.head_size
-        q = ops.reshape(attention.query_dense(x), (-1, 1, heads, size))
-        k = ops.reshape(attention.key_dense(x), (-1, 1, heads, size))
-        v = ops.reshape(attention.value_dense(x), (-1, heads, size))
+        q, k, v = (self._weights.product(f"{index}/{name}", x) for name in ("query", "key", "value"))
+        q, k = ops.reshape(q, (-1, 1, heads, size)), ops.reshape(k, (-1, 1, heads, size))
+        v = ops.reshape(v, (-1, heads, size))
         if attention.use_rope:
             q = rotary_position_embedding(q, ops.reshape(position, (1,)))
             k = rotary_position_embedding(k, ops.reshape(position, (1,)))
@@ -381,7 +432,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         context = ops.einsum("rhp,hpd->rhd", probs[..., :length], prefix_values)
         weights = ops.transpose(probs[..., length:], (2, 0, 1))[..., None]
         context = context + ops.sum(weights * ops.cast(values, x.dtype), axis=0)
-        return attention.output_dense(ops.reshape(context, (-1, heads * size)))
+        return self._weights.product(f"{index}/output", ops.reshape(context, (-1, heads * size)))
 
     def _step_graph(self, token_ids, slot, prefix, prefix_valid, buffers):
         """Logits of the next token for one new token per cache row (``token_ids`` [rows, 1])."""
@@ -389,10 +440,12 @@ class CachedDecoder(AutoRegressiveDecoder):
         position = ops.shape(prefix_valid)[0] + slot
         segment_ids = ops.full_like(token_ids, self.segment_id)
         x = t.embed(token_ids, segment_ids, start_index=position)[:, 0]
-        for block, source, pair in zip(t.blocks, prefix, buffers):
-            attended = self._attend(block.attention, x, position, slot, source, prefix_valid, pair)
+        weights = self._weights
+        for index, (block, source, pair) in enumerate(zip(t.blocks, prefix, buffers)):
+            attended = self._attend(index, block.attention, x, position, slot, source, prefix_valid, pair)
             x = block.attention_norm(x + attended)
-            x = block.output_norm(x + block.feed_forward(x))
+            inner = weights.product(f"{index}/inner", x)
+            x = block.output_norm(x + weights.product(f"{index}/outer", inner))
         return self._logits(x)
 
     # -- decoder protocol --------------------------------------------------------------
@@ -410,6 +463,7 @@ class CachedDecoder(AutoRegressiveDecoder):
                 f"source of {token_ids.shape[1]} tokens + maxlen {self.maxlen} exceeds "
                 f"max_position_embeddings={self.max_positions}"
             )
+        self._weights.refresh()  # the model's current weights, cast/concatenated once for this call
         logits, prefix = self._prefill(token_ids[:1], segment_ids[:1])
         return {
             "prefix": prefix,

@@ -18,6 +18,102 @@ MASKED_LOGIT = -1e12
 
 _serializable = keras.saving.register_keras_serializable(package="bert4sim")
 
+MATMUL_DTYPES = (None, "float32", "bfloat16", "float16")
+
+
+def _check_matmul_dtype(dtype):
+    if dtype not in MATMUL_DTYPES:
+        raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {dtype!r}")
+    return None if dtype == "float32" else dtype
+
+
+def matmul_in(dtype, x, y, equation=None):
+    """``x @ y`` (or ``einsum(equation, x, y)``) with both operands cast to ``dtype`` (None: as they are).
+
+    The result keeps ``dtype``; callers cast it back. Used for the
+    ``matmul_dtype`` option of the layers below.
+
+    Example:
+        >>> matmul_in("bfloat16", x, kernel)  # bfloat16 product of float32 tensors
+    """
+    if dtype is not None:
+        x, y = ops.cast(x, dtype), ops.cast(y, dtype)
+    return ops.matmul(x, y) if equation is None else ops.einsum(equation, x, y)
+
+
+@_serializable
+class Dense(keras.layers.Dense):
+    """``keras.layers.Dense`` whose matrix product may run in another dtype.
+
+    With ``matmul_dtype="bfloat16"`` the input and the kernel are cast to
+    bfloat16 for the product only (several times faster on CPUs with AMX);
+    the bias, the activation and the output stay in the layer's compute
+    dtype (float32 unless a Keras mixed-precision policy is set), where
+    elementwise work is fast. ``matmul_dtype=None`` is ``keras.layers.Dense``.
+
+    Example:
+        >>> dense = Dense(64, activation="gelu", matmul_dtype="bfloat16")
+        >>> dense(keras.ops.ones((2, 32))).dtype  # float32
+    """
+
+    def __init__(self, units, matmul_dtype=None, **kwargs):
+        super().__init__(units, **kwargs)
+        self.matmul_dtype = _check_matmul_dtype(matmul_dtype)
+
+    def call(self, inputs, training=None):
+        if self.matmul_dtype in (None, self.compute_dtype) or self.lora_enabled or self.quantization_mode:
+            return super().call(inputs, training=training)
+        x = ops.cast(matmul_in(self.matmul_dtype, inputs, self.kernel), self.compute_dtype)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "matmul_dtype": self.matmul_dtype}
+
+
+class _MatmulDtype:
+    """A ``matmul_dtype`` attribute that also sets itself on the sublayers named in ``_matmul_children``."""
+
+    _matmul_children = ()
+
+    @property
+    def matmul_dtype(self):
+        return getattr(self, "_matmul_dtype", None)
+
+    @matmul_dtype.setter
+    def matmul_dtype(self, dtype):
+        self._matmul_dtype = _check_matmul_dtype(dtype)
+        for name in self._matmul_children:
+            child = getattr(self, name, None)
+            if child is not None:
+                child.matmul_dtype = self._matmul_dtype
+
+
+def set_matmul_dtype(model, dtype):
+    """Run the matrix products of a bert4sim model's layers in ``dtype`` (None / "float32": as computed).
+
+    Switches, in place, every layer of ``model`` (nested models included)
+    that has a ``matmul_dtype`` option: dense projections, attention
+    products, the tied MLM output projection. Weights are unchanged; call
+    it before the model is traced (functions traced earlier keep the old
+    setting). Returns the number of layers switched.
+
+    Example:
+        >>> set_matmul_dtype(encoder, "bfloat16")   # CPU with AMX: ~2x encode and training speed
+    """
+    dtype = _check_matmul_dtype(dtype)
+    switched = 0
+    for layer in model.layers if isinstance(model, keras.Model) else [model]:
+        if isinstance(layer, keras.Model):
+            switched += set_matmul_dtype(layer, dtype)
+        elif hasattr(layer, "matmul_dtype"):
+            layer.matmul_dtype = dtype
+            switched += 1
+    return switched
+
 
 def gelu_erf(x):
     """GELU by erf, as Google BERT: ``0.5 * x * (1 + erf(x / sqrt(2)))``.
@@ -196,11 +292,12 @@ class TokenEmbedding(keras.layers.Layer):
         >>> logits = emb(emb(keras.ops.array([[3, 4]])), reverse=True)  # [1, 2, 100]
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", matmul_dtype=None, **kwargs):
         super().__init__(**kwargs)
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.matmul_dtype = _check_matmul_dtype(matmul_dtype)
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
@@ -212,7 +309,12 @@ class TokenEmbedding(keras.layers.Layer):
 
     def call(self, inputs, reverse=False):
         if reverse:
-            return ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
+            # [N, H] x [V, H] -> [N, V] contracts the matrix as stored: no transposed copy of
+            # it in the forward pass, and its gradient comes out in its own [V, H] layout.
+            flat = ops.reshape(inputs, (-1, self.output_dim))
+            embeddings = ops.cast(self.embeddings, inputs.dtype)
+            logits = ops.cast(matmul_in(self.matmul_dtype, flat, embeddings, "nh,vh->nv"), inputs.dtype)
+            return ops.reshape(logits, tuple(ops.shape(inputs)[:-1]) + (self.input_dim,))
         return ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0)
 
     def compute_output_spec(self, inputs, reverse=False):
@@ -226,6 +328,7 @@ class TokenEmbedding(keras.layers.Layer):
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
             "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+            "matmul_dtype": self.matmul_dtype,
         }
 
 
@@ -283,7 +386,7 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 @_serializable
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(_MatmulDtype, keras.layers.Layer):
     """Multi-head attention with a boolean mask, optional RoPE and a KV cache.
 
     ``call(query, value=None, attention_mask=None, cache=None,
@@ -291,6 +394,8 @@ class MultiHeadAttention(keras.layers.Layer):
     (True = may attend). With ``cache`` (``[batch, 2, max_len, heads,
     head_size]``) the new keys/values are written at ``cache_update_index``,
     attention runs over the whole buffer and ``(output, cache)`` is returned.
+    ``matmul_dtype`` (e.g. ``"bfloat16"``) runs the projections and both
+    attention products in that dtype; the softmax stays float32.
 
     Example:
         >>> mha = MultiHeadAttention(num_heads=2, head_size=32, use_rope=True)
@@ -305,6 +410,7 @@ class MultiHeadAttention(keras.layers.Layer):
         use_rope=False,
         dropout_rate=0.0,
         kernel_initializer="glorot_uniform",
+        matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -319,7 +425,10 @@ class MultiHeadAttention(keras.layers.Layer):
         self.key_dense = self._dense(inner, "key")
         self.value_dense = self._dense(inner, "value")
         self.output_dense = None
+        self.matmul_dtype = matmul_dtype
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+
+    _matmul_children = ("query_dense", "key_dense", "value_dense", "output_dense")
 
     def build(self, query_shape, value_shape=None):
         value_shape = query_shape if value_shape is None else value_shape
@@ -331,8 +440,9 @@ class MultiHeadAttention(keras.layers.Layer):
         self.built = True
 
     def _dense(self, units, name):
-        return keras.layers.Dense(
-            units, kernel_initializer=self.kernel_initializer, name=name, dtype=self.dtype_policy
+        return Dense(
+            units, kernel_initializer=self.kernel_initializer, name=name, dtype=self.dtype_policy,
+            matmul_dtype=self.matmul_dtype,
         )
 
     def _split_heads(self, x):
@@ -368,13 +478,18 @@ class MultiHeadAttention(keras.layers.Layer):
             k = ops.slice_update(key_cache, index, ops.cast(k, key_cache.dtype))
             v = ops.slice_update(value_cache, index, ops.cast(v, value_cache.dtype))
             cache = (k, v) if split else ops.stack([k, v], axis=1)
-        logits = ops.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(self.head_size)
+        if self.matmul_dtype in (None, self.compute_dtype):
+            logits = ops.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(self.head_size)
+        else:
+            logits = ops.cast(matmul_in(self.matmul_dtype, q, k, "bhqd,bhkd->bhqk"), "float32")
+            logits = logits / math.sqrt(self.head_size)
         logits = ops.cast(logits, "float32")
         if attention_mask is not None:
             logits = ops.where(ops.expand_dims(attention_mask, 1), logits, MASKED_LOGIT)
         probs = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
         probs = self.dropout(probs, training=training)
-        context = ops.einsum("bhqk,bhkd->bhqd", probs, ops.cast(v, self.compute_dtype))
+        v = ops.cast(v, self.compute_dtype)
+        context = ops.cast(matmul_in(self.matmul_dtype, probs, v, "bhqk,bhkd->bhqd"), self.compute_dtype)
         context = ops.transpose(context, (0, 2, 1, 3))
         context = ops.reshape(context, (ops.shape(context)[0], -1, self.num_heads * self.head_size))
         output = self.output_dense(context)
@@ -396,23 +511,27 @@ class MultiHeadAttention(keras.layers.Layer):
             "use_rope": self.use_rope,
             "dropout_rate": self.dropout_rate,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "matmul_dtype": self.matmul_dtype,
         }
 
 
 @_serializable
-class FeedForward(keras.layers.Layer):
+class FeedForward(_MatmulDtype, keras.layers.Layer):
     """Position-wise feed-forward: ``W2 · act(W1 · x)`` (BERT's intermediate/output).
 
     Example:
         >>> y = FeedForward(intermediate_size=128, activation="gelu")(x)
     """
 
-    def __init__(self, intermediate_size, activation="gelu", kernel_initializer="glorot_uniform", **kwargs):
+    _matmul_children = ("inner_dense", "output_dense")
+
+    def __init__(self, intermediate_size, activation="gelu", kernel_initializer="glorot_uniform",
+                 matmul_dtype=None, **kwargs):
         super().__init__(**kwargs)
         self.intermediate_size = int(intermediate_size)
         self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.inner_dense = keras.layers.Dense(
+        self.inner_dense = Dense(
             self.intermediate_size,
             activation=get_activation(activation),
             kernel_initializer=self.kernel_initializer,
@@ -420,11 +539,13 @@ class FeedForward(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.output_dense = None
+        self.matmul_dtype = matmul_dtype
 
     def build(self, input_shape):
         self.inner_dense.build(input_shape)
-        self.output_dense = keras.layers.Dense(
-            input_shape[-1], kernel_initializer=self.kernel_initializer, name="output", dtype=self.dtype_policy
+        self.output_dense = Dense(
+            input_shape[-1], kernel_initializer=self.kernel_initializer, name="output", dtype=self.dtype_policy,
+            matmul_dtype=self.matmul_dtype,
         )
         self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.built = True
@@ -441,11 +562,12 @@ class FeedForward(keras.layers.Layer):
             "intermediate_size": self.intermediate_size,
             "activation": self.activation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "matmul_dtype": self.matmul_dtype,
         }
 
 
 @_serializable
-class TransformerBlock(keras.layers.Layer):
+class TransformerBlock(_MatmulDtype, keras.layers.Layer):
     """One post-LayerNorm BERT layer: attention + residual + LN, FFN + residual + LN.
 
     ``call(x, attention_mask=None, cache=None, cache_update_index=None)``;
@@ -466,6 +588,7 @@ class TransformerBlock(keras.layers.Layer):
         use_rope=False,
         kernel_initializer="glorot_uniform",
         layer_norm_epsilon=LAYER_NORM_EPSILON,
+        matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -487,6 +610,9 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_norm = norm("attention_norm")
         self.output_norm = norm("output_norm")
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+        self.matmul_dtype = matmul_dtype
+
+    _matmul_children = ("attention", "feed_forward")
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
@@ -500,6 +626,7 @@ class TransformerBlock(keras.layers.Layer):
             use_rope=self.use_rope,
             dropout_rate=self.attention_dropout_rate,
             kernel_initializer=self.kernel_initializer,
+            matmul_dtype=self.matmul_dtype,
             name="attention",
             dtype=self.dtype_policy,
         )
@@ -540,6 +667,7 @@ class TransformerBlock(keras.layers.Layer):
             "use_rope": self.use_rope,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "matmul_dtype": self.matmul_dtype,
         }
 
 
@@ -549,7 +677,7 @@ class TransformerBlock(keras.layers.Layer):
 
 
 @_serializable
-class Pooler(keras.layers.Layer):
+class Pooler(_MatmulDtype, keras.layers.Layer):
     """BERT pooler: a dense layer on the first ([CLS]) position.
 
     ``activation="tanh"`` is BERT's; ``"linear"`` is what SimBERT and
@@ -559,18 +687,21 @@ class Pooler(keras.layers.Layer):
         >>> pooled = Pooler(64, activation="linear")(sequence_output)  # [B, 64]
     """
 
-    def __init__(self, units, activation="tanh", kernel_initializer="glorot_uniform", **kwargs):
+    _matmul_children = ("dense",)
+
+    def __init__(self, units, activation="tanh", kernel_initializer="glorot_uniform", matmul_dtype=None, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.dense = keras.layers.Dense(
+        self.dense = Dense(
             self.units,
             activation=get_activation(activation),
             kernel_initializer=self.kernel_initializer,
             name="dense",
             dtype=self.dtype_policy,
         )
+        self.matmul_dtype = matmul_dtype
 
     def build(self, input_shape):
         self.dense.build((input_shape[0], input_shape[-1]))
@@ -588,11 +719,12 @@ class Pooler(keras.layers.Layer):
             "units": self.units,
             "activation": self.activation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "matmul_dtype": self.matmul_dtype,
         }
 
 
 @_serializable
-class MLMTransform(keras.layers.Layer):
+class MLMTransform(_MatmulDtype, keras.layers.Layer):
     """The MLM head's transform: dense + activation + LayerNorm (``cls/predictions/transform``).
 
     Example:
@@ -604,6 +736,7 @@ class MLMTransform(keras.layers.Layer):
         activation="gelu",
         kernel_initializer="glorot_uniform",
         layer_norm_epsilon=LAYER_NORM_EPSILON,
+        matmul_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -614,14 +747,18 @@ class MLMTransform(keras.layers.Layer):
         self.norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="norm", dtype=self.dtype_policy
         )
+        self.matmul_dtype = matmul_dtype
+
+    _matmul_children = ("dense",)
 
     def build(self, input_shape):
-        self.dense = keras.layers.Dense(
+        self.dense = Dense(
             input_shape[-1],
             activation=get_activation(self.activation),
             kernel_initializer=self.kernel_initializer,
             name="dense",
             dtype=self.dtype_policy,
+            matmul_dtype=self.matmul_dtype,
         )
         self.dense.build(input_shape)
         self.norm.build(input_shape)
@@ -639,6 +776,7 @@ class MLMTransform(keras.layers.Layer):
             "activation": self.activation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "matmul_dtype": self.matmul_dtype,
         }
 
 

@@ -482,7 +482,9 @@ def build_transformer_model(
     or MLM probabilities (``with_mlm``; ``application='unilm'`` implies it),
     or ``[pooled, mlm]``. Keyword arguments override or supply config keys
     (``vocab_size``, ``hidden_size``, ...), plus ``dropout_rate``,
-    ``attention_dropout_rate`` and ``name``.
+    ``attention_dropout_rate``, ``name`` and ``matmul_dtype``
+    (``"bfloat16"``: matrix products in bfloat16, everything else float32,
+    see :func:`bert4sim.layers.set_matmul_dtype`).
 
     Example:
         >>> encoder = build_transformer_model(
@@ -493,6 +495,7 @@ def build_transformer_model(
     """
     builder_keys = {"dropout_rate", "attention_dropout_rate", "name"}
     builder_args = {k: kwargs.pop(k) for k in list(kwargs) if k in builder_keys}
+    matmul_dtype = kwargs.pop("matmul_dtype", None)
     config = read_config(config_path, **kwargs)
     if keep_tokens is not None:
         config["vocab_size"] = len(keep_tokens)
@@ -505,6 +508,7 @@ def build_transformer_model(
         **builder_args,
     )
     transformer.build()
+    L.set_matmul_dtype(transformer.model, matmul_dtype)
     if checkpoint_path is not None:
         transformer.load_weights_from_checkpoint(
             checkpoint_path,

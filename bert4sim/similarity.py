@@ -259,100 +259,18 @@ def _fingerprint(model):
     return digest.hexdigest()[:16]
 
 
-class _BFloat16Encoder:
-    """Runs a bert4sim encoder with bfloat16 matrix products and float32 everything else.
-
-    On CPUs with AMX / AVX512-BF16 the products run several times faster
-    than in float32 (elsewhere bfloat16 is emulated and slower). Embeddings,
-    LayerNorm, activations, softmax and pooling stay float32; vectors agree
-    with the float32 encoder to a cosine of about 0.9999. Needs an encoder
-    made of bert4sim layers whose output is the ``Pooler`` or a ``Pooling``
-    of the last block (what ``SimilarityModel.from_checkpoint`` builds).
-
-    Example:
-        >>> vectors = _BFloat16Encoder(encoder)(token_ids, segment_ids)
-    """
-
-    def __init__(self, encoder):
-        import tensorflow as tf
-
-        from bert4sim.layers import Pooler, Pooling, TransformerBlock
-        from bert4sim.models import Transformer
-
-        self.transformer = Transformer.from_model(encoder)
-        head, node_index, _ = encoder.outputs[0]._keras_history
-        sources = [x._keras_history.operation.name for x in head._inbound_nodes[node_index].input_tensors]
-        last = self.transformer.blocks[-1].name
-        if not (isinstance(head, (Pooler, Pooling)) and sources[0] == last):
-            raise ValueError(f"precision='bfloat16' needs an encoder whose output is the Pooler or a Pooling of "
-                             f"{last!r}; {encoder.name!r} ends in {type(head).__name__} {head.name!r}")
-        for block in self.transformer.blocks:
-            if type(block) is not TransformerBlock:
-                raise ValueError(f"precision='bfloat16' runs TransformerBlock layers only, {block.name!r} is "
-                                 f"a {type(block).__name__}")
-        self.head = head
-        self._run = tf.function(self._forward, reduce_retracing=True)
-
-    def __call__(self, token_ids, segment_ids):
-        return self._run(token_ids, segment_ids)
-
-    @staticmethod
-    def _product(x, *denses):
-        """``x @ [kernels]`` in bfloat16, + biases in float32 (several denses: one fused product)."""
-        from keras import ops
-
-        kernel = ops.concatenate([d.kernel for d in denses], axis=1) if len(denses) > 1 else denses[0].kernel
-        y = ops.cast(ops.matmul(ops.cast(x, "bfloat16"), ops.cast(kernel, "bfloat16")), "float32")
-        biases = [d.bias for d in denses if d.bias is not None]
-        if len(biases) == len(denses):
-            y = y + (ops.concatenate(biases, axis=0) if len(biases) > 1 else biases[0])
-        return y
-
-    def _forward(self, token_ids, segment_ids):
-        import math
-
-        from keras import ops
-
-        from bert4sim.layers import MASKED_LOGIT, rotary_position_embedding
-
-        t = self.transformer
-        batch, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        mask = t.attention_mask([token_ids, segment_ids])[:, None]  # [B, 1, L, L]
-        x = ops.cast(t.embed(token_ids, segment_ids), "float32")
-        hidden = x.shape[-1]
-        x = ops.reshape(x, (-1, hidden))
-        for block in t.blocks:
-            attention = block.attention
-            heads, size = attention.num_heads, attention.head_size
-            qkv = self._product(x, attention.query_dense, attention.key_dense, attention.value_dense)
-            q, k, v = (ops.reshape(part, (batch, length, heads, size)) for part in ops.split(qkv, 3, axis=1))
-            if attention.use_rope:
-                positions = ops.arange(length)
-                q, k = rotary_position_embedding(q, positions), rotary_position_embedding(k, positions)
-            q, k, v = (ops.cast(ops.transpose(part, (0, 2, 1, 3)), "bfloat16") for part in (q, k, v))
-            logits = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32") / math.sqrt(size)
-            probs = ops.softmax(ops.where(mask, logits, MASKED_LOGIT), axis=-1)
-            context = ops.matmul(ops.cast(probs, "bfloat16"), v)
-            context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (-1, heads * size))
-            x = block.attention_norm(x + self._product(context, attention.output_dense))
-            ffn = block.feed_forward
-            inner = ffn.inner_dense.activation(self._product(x, ffn.inner_dense))
-            x = block.output_norm(x + self._product(inner, ffn.output_dense))
-        sequence = ops.reshape(x, (batch, length, hidden))
-        if type(self.head).__name__ == "Pooler":
-            return self.head(sequence)
-        return self.head([sequence, token_ids])
-
-
 class SimilarityModel:
     """Encode sentences, generate similar ones, and search a corpus.
 
     ``encoder``: Keras model ``[token_ids, segment_ids] -> [batch, dim]``;
     ``seq2seq``: optional ``unilm`` model with MLM output (for
     ``gen_synonyms``). ``maxlen`` truncates inputs. ``precision="bfloat16"``
-    runs the encoder's matrix products in bfloat16 (about twice the
-    sentences/s on CPUs with AMX; cosine to the float32 vectors ~0.9999;
-    bert4sim encoders ending in the pooler or a ``Pooling`` layer only).
+    runs the matrix products of the encoder's bert4sim layers in bfloat16
+    and the rest in float32 (faster on CPUs with AMX; cosine to the float32
+    vectors ~0.9999): it switches those layers in place
+    (:func:`bert4sim.layers.set_matmul_dtype`), so a ``seq2seq`` model
+    sharing them generates with bfloat16 products too. ``"float32"`` (the
+    default) switches them back to float32.
 
     A saved model folder (:meth:`save`) holds ``encoder.keras`` [+
     ``seq2seq.keras``], ``vocab.txt``, ``similarity_model.json`` (maxlen,
@@ -374,10 +292,12 @@ class SimilarityModel:
         self.model_id = model_id or _fingerprint(encoder)
         self.precision = precision
         self.index = None
-        if precision == "bfloat16":
-            self._run = _BFloat16Encoder(encoder)
-        else:
-            self._run = tf.function(lambda ids, segs: encoder([ids, segs], training=False), reduce_retracing=True)
+        from bert4sim.layers import set_matmul_dtype
+
+        if not set_matmul_dtype(encoder, precision) and precision != "float32":
+            raise ValueError(f"precision={precision!r} needs an encoder made of bert4sim layers; {encoder.name!r} "
+                             "has none with a matmul_dtype option")
+        self._run = tf.function(lambda ids, segs: encoder([ids, segs], training=False), reduce_retracing=True)
         self._decoder = None
 
     # -- vectors ---------------------------------------------------------------------

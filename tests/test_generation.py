@@ -149,3 +149,31 @@ def test_clear_errors():
         CachedDecoder(lm, end_id=3, maxlen=4).random_sample(SOURCE, 0)
     with pytest.raises(ValueError, match="default_rtype must be"):
         AutoRegressiveDecoder.wraps(default_rtype="scores")
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roformer"])
+def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_call(model_type):
+    from bert4sim.layers import set_matmul_dtype
+
+    keras.utils.set_random_seed(5)
+    model = build_transformer_model(model=model_type, application="unilm", with_pool="linear", **CONFIG)
+    set_matmul_dtype(model, "bfloat16")
+    fast, slow = CachedDecoder(model, end_id=3, maxlen=8), RecomputeDecoder(model, end_id=3, maxlen=8)
+    inputs = [np.array([row]) for row in SOURCE]
+
+    def compare():
+        output_ids, states = np.empty((1, 0), int), None
+        for token in [7, 8, 9]:
+            fast_probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
+            slow_probas, _ = slow.predict(inputs, output_ids, None, 1, "probas")
+            np.testing.assert_allclose(fast_probas, slow_probas, atol=2e-3)
+            output_ids = np.concatenate([output_ids, [[token]]], 1)
+        return fast_probas
+
+    before = compare()
+    assert fast._weights.products["0/query"][2].dtype == "bfloat16"  # the cast copy of the kernel
+    embeddings = model.get_layer("Embedding-Token").embeddings  # also the (bfloat16-cast) output projection
+    embeddings.assign(embeddings.numpy() * 4.0)  # e.g. trained between two calls
+    slow = RecomputeDecoder(model, end_id=3, maxlen=8)  # its traced function predates nothing: fresh
+    after = compare()
+    assert np.abs(before - after).max() > 5 * 2e-3  # well beyond the tolerance above

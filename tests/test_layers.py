@@ -138,6 +138,9 @@ def test_cached_attention_equals_full_attention(use_rope):
 LAYERS = [
     lambda: L.AttentionMask("unilm"),
     lambda: L.TokenEmbedding(10, 4),
+    lambda: L.TokenEmbedding(10, 4, matmul_dtype="bfloat16"),
+    lambda: L.Dense(3, activation="tanh", matmul_dtype="bfloat16"),
+    lambda: L.TransformerBlock(2, 16, matmul_dtype="bfloat16"),
     lambda: L.PositionEmbedding(16),
     lambda: L.MultiHeadAttention(2, 4, use_rope=True, dropout_rate=0.1),
     lambda: L.FeedForward(8, "gelu"),
@@ -176,3 +179,56 @@ def test_masked_logits_stay_finite_in_half_precision():
 def test_unknown_activation_named():
     with pytest.raises(ValueError, match="unknown activation 'mish'"):
         L.get_activation("mish")
+
+
+MATMUL_LAYERS = {
+    "dense": (lambda dtype: L.Dense(8, activation="gelu", matmul_dtype=dtype), (2, 5, 16)),
+    "attention": (lambda dtype: L.MultiHeadAttention(2, 8, use_rope=True, matmul_dtype=dtype), (2, 5, 16)),
+    "feed_forward": (lambda dtype: L.FeedForward(32, matmul_dtype=dtype), (2, 5, 16)),
+    "block": (lambda dtype: L.TransformerBlock(2, 32, dropout_rate=0, attention_dropout_rate=0,
+                                               matmul_dtype=dtype), (2, 5, 16)),
+    "pooler": (lambda dtype: L.Pooler(8, matmul_dtype=dtype), (2, 5, 16)),
+    "mlm_transform": (lambda dtype: L.MLMTransform(matmul_dtype=dtype), (2, 5, 16)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATMUL_LAYERS))
+def test_bfloat16_products_stay_close_to_float32_with_float32_outputs(name):
+    make, shape = MATMUL_LAYERS[name]
+    x = np.random.default_rng(4).standard_normal(shape).astype("float32")
+    exact, fast = make(None), make("bfloat16")
+    exact(x)
+    fast(x)
+    fast.set_weights(exact.get_weights())
+    a, b = (keras.ops.convert_to_numpy(layer(x)) for layer in (exact, fast))
+    assert b.dtype == np.float32 and a.shape == b.shape
+    assert not np.array_equal(a, b)  # the products really ran in bfloat16
+    np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max())
+
+
+def test_token_embedding_reverse_in_bfloat16_and_any_rank():
+    emb = L.TokenEmbedding(10, 4, matmul_dtype="bfloat16")
+    hidden = np.random.default_rng(5).standard_normal((2, 3, 4)).astype("float32")
+    emb.build()
+    table = keras.ops.convert_to_numpy(emb.embeddings)
+    logits = keras.ops.convert_to_numpy(emb(hidden, reverse=True))
+    assert logits.shape == (2, 3, 10) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, hidden @ table.T, atol=0.05)
+    flat = keras.ops.convert_to_numpy(emb(hidden[0], reverse=True))
+    np.testing.assert_allclose(flat, logits[0], rtol=1e-6)
+
+
+def test_set_matmul_dtype_switches_nested_layers_and_names_bad_values():
+    inputs = keras.Input((5, 16))
+    block = L.TransformerBlock(2, 32)
+    inner = keras.Model(inputs, block(inputs))
+    outer = keras.Model(inputs, L.Pooler(8)(inner(inputs)))
+    assert L.set_matmul_dtype(outer, "bfloat16") == 2  # the block (inside the nested model) and the pooler
+    assert block.attention.key_dense.matmul_dtype == "bfloat16"
+    assert block.feed_forward.output_dense.matmul_dtype == "bfloat16"
+    L.set_matmul_dtype(outer, "float32")
+    assert block.attention.key_dense.matmul_dtype is None
+    with pytest.raises(ValueError, match="matmul_dtype must be one of .* got 'int8'"):
+        L.set_matmul_dtype(outer, "int8")
+    with pytest.raises(ValueError, match="matmul_dtype must be one of"):
+        L.Dense(3, matmul_dtype="float64")

@@ -153,10 +153,19 @@ def test_bfloat16_encoder_agrees_with_float32(tmp_path, model, pooling):
     assert SimilarityModel.load(str(tmp_path / "saved")).precision == "bfloat16"
 
 
-def test_bfloat16_refuses_encoders_it_cannot_run(sim):
+def test_bfloat16_switches_bert4sim_layers_and_refuses_other_encoders(sim):
+    inputs = [keras.Input((None,), dtype="int32"), keras.Input((None,), dtype="int32")]
+    foreign = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(inputs[0])),
+                          name="foreign")
+    with pytest.raises(ValueError, match="needs an encoder made of bert4sim layers; 'foreign'"):
+        SimilarityModel(sim.tokenizer, foreign, precision="bfloat16")
     projected = keras.Model(sim.encoder.inputs, keras.layers.Dense(8, name="Projection")(sim.encoder.outputs[0]))
-    with pytest.raises(ValueError, match="ends in Dense 'Projection'"):
-        SimilarityModel(sim.tokenizer, projected, precision="bfloat16")
+    exact = SimilarityModel(sim.tokenizer, projected).encode(CORPUS)
+    fast = SimilarityModel(sim.tokenizer, projected, precision="bfloat16")
+    assert projected.get_layer("Transformer-0").attention.query_dense.matmul_dtype == "bfloat16"
+    assert (fast.encode(CORPUS) * exact).sum(1).min() > 0.999
+    SimilarityModel(sim.tokenizer, projected)  # float32 switches the layers back
+    assert projected.get_layer("Transformer-0").attention.query_dense.matmul_dtype is None
     with pytest.raises(ValueError, match="precision must be 'float32' or 'bfloat16'"):
         SimilarityModel(sim.tokenizer, sim.encoder, precision="float16")
 

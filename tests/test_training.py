@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from bert4sim.losses import SimBERTTrainer
@@ -98,6 +99,40 @@ def test_adamw_decays_kernels_but_not_biases_or_layernorm():
         factor = 1 - 0.1 * 0.5 if variable.path.endswith("kernel") else 1.0
         np.testing.assert_allclose(variable.numpy(), before[variable.path] * factor, rtol=1e-6, err_msg=variable.path)
     assert float(optimizer.learning_rate) == pytest.approx(0.1 * 9 / 10)  # decayed one step of ten
+
+
+def test_fused_adamw_matches_keras_adamw_step_by_step():
+    from bert4sim.training import FusedAdamW
+
+    rng = np.random.default_rng(0)
+    shapes = {"dense/kernel": (6, 4), "dense/bias": (4,), "norm/gamma": (4,), "block/kernel": (3, 2, 5)}
+    start = {name: rng.standard_normal(shape).astype("float32") for name, shape in shapes.items()}
+    gradients = [[rng.standard_normal(shape).astype("float32") for shape in shapes.values()] for _ in range(6)]
+    results = []
+    for cls in (keras.optimizers.AdamW, FusedAdamW):
+        variables = [keras.Variable(value, name=name.replace("/", "_")) for name, value in start.items()]
+        optimizer = cls(learning_rate=0.01, weight_decay=0.1)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma"])
+        step = tf.function(lambda grads: optimizer.apply(grads, variables))
+        for grads in gradients:
+            step([tf.constant(g) for g in grads])
+        results.append([v.numpy() for v in variables])
+    for keras_value, fused_value in zip(*results):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(results[1][0], start["dense/kernel"])
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(FusedAdamW(2e-5, weight_decay=0.01)))
+    assert type(restored) is FusedAdamW and restored.weight_decay == 0.01
+
+
+def test_fused_adamw_takes_keras_update_for_sparse_gradients():
+    from bert4sim.training import FusedAdamW
+
+    table = keras.Variable(np.ones((5, 3), "float32"))
+    optimizer = FusedAdamW(learning_rate=0.1, weight_decay=0.0)
+    sparse = tf.IndexedSlices(tf.ones((1, 3)), tf.constant([2]), tf.constant([5, 3]))
+    optimizer.apply([sparse], [table])
+    moved = np.abs(table.numpy() - 1).sum(1)
+    assert moved[2] > 0 and moved[[0, 1, 3, 4]].max() == 0
 
 
 def test_set_precision_sets_the_policy_and_names_bad_values():
