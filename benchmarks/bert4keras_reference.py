@@ -31,6 +31,27 @@ os.environ.setdefault("TF_KERAS", "1")
 import numpy as np  # noqa: E402
 
 
+def measure(python, task, **options):
+    """Run this script under ``python`` (bert4keras's virtualenv) and return its JSON result.
+
+    For the benchmarks, which run under today's TensorFlow.
+
+    Example:
+        >>> measure("/work/refenv/bin/python", "train", layers=4, hidden=312, batch=32)["samples_per_s"]
+    """
+    import subprocess
+    import sys
+
+    command = [python, os.path.abspath(__file__), task]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_KERAS": "1"})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        sys.exit(f"bert4keras reference failed ({' '.join(command)}):\n{result.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
 def build(args, application):
     from bert4keras.models import build_transformer_model
 

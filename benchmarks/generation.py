@@ -15,13 +15,11 @@ Usage: python benchmarks/generation.py [--model bert|roformer] [--precision floa
        [--bert4keras-python /work/refenv/bin/python]
 """
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
+from bert4keras_reference import measure
 
 from bert4sim.generation import CachedDecoder, RecomputeDecoder
 from bert4sim.layers import set_matmul_dtype
@@ -35,18 +33,6 @@ def timed(decoder, inputs, n, repeats):
         outputs = decoder.random_sample(inputs, n, topk=5, seed=0)
         best = min(best, time.perf_counter() - start)
     return best, outputs
-
-
-def bert4keras_seconds(python, args):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bert4keras_reference.py")
-    command = [python, script, "generate", "--model", args.model, "--layers", str(args.layers),
-               "--hidden", str(args.hidden), "--heads", str(max(1, args.hidden // 64)), "--vocab", str(args.vocab),
-               "--n", str(args.n), "--steps", str(args.steps), "--source-length", str(args.source_length)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_KERAS": "1"})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode or not lines:
-        sys.exit(f"bert4keras reference failed ({' '.join(command)}):\n{result.stderr[-2000:]}")
-    return json.loads(lines[-1])["seconds_per_call"]
 
 
 def main():
@@ -76,7 +62,9 @@ def main():
           f"random_sample n={args.n}, topk=5, {args.steps} steps, source {len(source)} tokens")
     reference = None
     if args.bert4keras_python:
-        reference = bert4keras_seconds(args.bert4keras_python, args)
+        reference = measure(args.bert4keras_python, "generate", model=args.model, layers=args.layers,
+                            hidden=args.hidden, heads=max(1, args.hidden // 64), vocab=args.vocab, n=args.n,
+                            steps=args.steps, source_length=args.source_length)["seconds_per_call"]
         print(f"bert4keras 0.11.5 AutoRegressiveDecoder, float32: {reference:8.2f} s per call", flush=True)
     for precision in args.precision:
         set_matmul_dtype(model, precision)

@@ -16,13 +16,11 @@ Usage: python benchmarks/train.py [--model bert|roformer|both] [--precision floa
        [--steps 10] [--bert4keras-python /work/refenv/bin/python]
 """
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
+from bert4keras_reference import measure
 
 SHAPES = [(4, 312, 32, 32), (12, 768, 16, 32)]
 HEADS, VOCAB = 12, 13584
@@ -36,12 +34,12 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
     from bert4sim.models import build_transformer_model
     from bert4sim.training import make_optimizer, set_precision
 
-    set_precision(precision if precision.startswith("mixed") else None)
+    matmul_dtype = set_precision(precision)
     keras.utils.set_random_seed(0)
     bert = build_transformer_model(
         vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=HEADS,
         intermediate_size=4 * hidden, model=model_type, application="unilm", with_pool="linear",
-        return_keras_model=False, matmul_dtype="bfloat16" if precision == "bfloat16" else None,
+        return_keras_model=False, matmul_dtype=matmul_dtype,
     )
     trainer = SimBERTTrainer(bert)
     trainer.compile(optimizer=make_optimizer(1e-5), jit_compile=False)
@@ -69,18 +67,6 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
     return float(np.median(timer.seconds[2:]))
 
 
-def bert4keras_seconds(python, model_type, layers, hidden, batch, length, steps):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bert4keras_reference.py")
-    command = [python, script, "train", "--model", model_type, "--layers", str(layers), "--hidden", str(hidden),
-               "--heads", str(HEADS), "--vocab", str(VOCAB), "--batch", str(batch), "--length", str(length),
-               "--steps", str(steps)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_KERAS": "1"})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode or not lines:
-        sys.exit(f"bert4keras reference failed ({' '.join(command)}):\n{result.stderr[-2000:]}")
-    return json.loads(lines[-1])["seconds_per_step"]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="both", choices=["bert", "roformer", "both"])
@@ -97,8 +83,9 @@ def main():
         for model_type in models:
             reference = None
             if args.bert4keras_python:
-                reference = bert4keras_seconds(args.bert4keras_python, model_type, layers, hidden, batch, length,
-                                               args.steps)
+                reference = measure(args.bert4keras_python, "train", model=model_type, layers=layers, hidden=hidden,
+                                    heads=HEADS, vocab=VOCAB, batch=batch, length=length,
+                                    steps=args.steps)["seconds_per_step"]
                 print(f"  {model_type:8s} bert4keras 0.11.5 float32 : {batch / reference:6.1f} samples/s "
                       f"({reference:.3f} s/step)")
             for precision in args.precision:

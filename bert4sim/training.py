@@ -83,14 +83,24 @@ def replica_batch_size(global_batch_size, strategy=None, multiple=2):
 
 
 def set_precision(policy=None):
-    """Set Keras's global dtype policy: ``None``/``'float32'``, ``'mixed_bfloat16'`` or ``'mixed_float16'``.
+    """Set the training precision; returns the ``matmul_dtype`` to build the model with.
 
-    Call before building the model. Losses are computed in float32.
+    ``None``/``'float32'``; ``'bfloat16'``: matrix products in bfloat16,
+    everything else (weights, activations, LayerNorm, softmax, losses) in
+    float32 — the fast choice on CPUs with AMX, where Keras's mixed
+    policies lose time to bfloat16 elementwise work; ``'mixed_bfloat16'`` /
+    ``'mixed_float16'``: Keras's global mixed-precision policy (GPUs). Call
+    before building the model. Losses are computed in float32.
+
+    Example:
+        >>> matmul_dtype = set_precision("bfloat16")   # 'bfloat16'; the Keras policy stays float32
+        >>> bert = build_transformer_model(..., matmul_dtype=matmul_dtype)
     """
-    allowed = (None, "float32", "mixed_bfloat16", "mixed_float16")
+    allowed = (None, "float32", "bfloat16", "mixed_bfloat16", "mixed_float16")
     if policy not in allowed:
         raise ValueError(f"precision policy must be one of {allowed}, got {policy!r}")
-    keras.mixed_precision.set_global_policy(policy or "float32")
+    keras.mixed_precision.set_global_policy("float32" if policy in (None, "bfloat16") else policy)
+    return "bfloat16" if policy == "bfloat16" else None
 
 
 @keras.saving.register_keras_serializable(package="bert4sim")

@@ -38,7 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-5 fine-tuning")
-    parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--precision", default=None, choices=["float32", "bfloat16", "mixed_bfloat16", "mixed_float16"],
+                        help="bfloat16: matrix products in bfloat16 (CPUs with AMX); mixed_*: Keras policies (GPUs)")
     parser.add_argument("--xla", action="store_true", help="compile the training step with XLA (jit_compile)")
     parser.add_argument("--backup-every", type=int, default=None,
                         help="back up every N steps (default: every epoch); a killed run resumes from the backup")
@@ -47,16 +48,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build(args, tokenizer, keep_tokens=None):
+def build(args, tokenizer, keep_tokens=None, matmul_dtype=None):
     """The builder of a unilm + linear-pooler model (SimBERT's layout)."""
     from bert4sim.models import build_transformer_model
 
     if args.config:
         return build_transformer_model(args.config, args.checkpoint, model=args.model, application="unilm",
-                                       with_pool="linear", keep_tokens=keep_tokens, return_keras_model=False)
+                                       with_pool="linear", keep_tokens=keep_tokens, return_keras_model=False,
+                                       matmul_dtype=matmul_dtype)
     sizes = MICRO if args.micro else TINY
     return build_transformer_model(vocab_size=tokenizer.vocab_size, model=args.model, application="unilm",
-                                   with_pool="linear", return_keras_model=False, **sizes)
+                                   with_pool="linear", return_keras_model=False, matmul_dtype=matmul_dtype, **sizes)
 
 
 def train(args):
@@ -68,7 +70,7 @@ def train(args):
     from bert4sim.training import get_strategy, make_optimizer, replica_batch_size, set_precision, training_callbacks
 
     keras.utils.set_random_seed(args.seed)
-    set_precision(args.precision)
+    matmul_dtype = set_precision(args.precision)
     keep_tokens = None
     if args.config:  # a released vocab: keep only the tokens the tokenizer can produce
         token_dict, keep_tokens = load_vocab(args.vocab, simplified=True,
@@ -85,9 +87,9 @@ def train(args):
     strategy = get_strategy()
     replica_batch_size(args.batch_size, strategy)  # pairs must not straddle two replicas
     print(f"strategy: {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
-          f"precision: {keras.mixed_precision.global_policy().name}, XLA: {args.xla}")
+          f"precision: {args.precision or 'float32'}, XLA: {args.xla}")
     with strategy.scope():
-        bert = build(args, tokenizer, keep_tokens)
+        bert = build(args, tokenizer, keep_tokens, matmul_dtype)
         trainer = SimBERTTrainer(bert)
         lr = args.lr or (1e-5 if args.config else 1e-3)
         trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.05),
@@ -116,7 +118,8 @@ def save_and_demo(args, bert, tokenizer):
     print(f"saved Google-format checkpoint, bert_config.json and vocab.txt in {os.path.abspath(args.output)}")
     encoder = keras.Model(bert.model.inputs, bert.model.outputs[0])
     seq2seq = keras.Model(bert.model.inputs, bert.model.outputs[1])
-    sim = SimilarityModel(tokenizer, encoder, seq2seq, maxlen=args.maxlen)
+    sim = SimilarityModel(tokenizer, encoder, seq2seq, maxlen=args.maxlen,
+                          precision="bfloat16" if args.precision == "bfloat16" else "float32")
     corpus = [s for g in read_synonym_groups(args.dev) + read_synonym_groups(args.train) for s in g]
     sim.build_index(corpus)
     for query in DEMO_QUERIES[: 1 if args.micro else None]:

@@ -32,12 +32,16 @@ def test_simbert_example_micro_run(tmp_path, capsys):
     assert "gen_synonyms:" in printed and "most_similar:" in printed
 
 
-def test_simbert_demo_gen_synonyms_returns_k_distinct(tmp_path):
+def test_simbert_demo_in_bfloat16_gen_synonyms_returns_k_distinct(tmp_path):
     import simbert
 
-    args = simbert.parse_args(["--micro", "--output", str(tmp_path / "s")])
-    bert, tokenizer, _ = simbert.train(args)
+    args = simbert.parse_args(["--micro", "--precision", "bfloat16", "--output", str(tmp_path / "s")])
+    bert, tokenizer, history = simbert.train(args)
+    assert bert.blocks[0].attention.query_dense.matmul_dtype == "bfloat16"
+    assert bert.model.get_layer("Transformer-0").attention.query_dense.kernel.dtype == "float32"
+    assert history.history["loss"][-1] < history.history["loss"][0]
     sim = simbert.save_and_demo(args, bert, tokenizer)
+    assert sim.precision == "bfloat16"
     results = sim.gen_synonyms("信用卡怎么注销", n=20, k=3, seed=0, topk=50)
     assert len(results) == 3 and len(set(results)) == 3
 

@@ -137,8 +137,10 @@ def test_fused_adamw_takes_keras_update_for_sparse_gradients():
 
 def test_set_precision_sets_the_policy_and_names_bad_values():
     try:
-        set_precision("mixed_bfloat16")
+        assert set_precision("mixed_bfloat16") is None
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert set_precision("bfloat16") == "bfloat16"  # products only: the Keras policy stays float32
+        assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         set_precision(None)
     assert keras.mixed_precision.global_policy().name == "float32"
