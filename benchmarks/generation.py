@@ -5,7 +5,8 @@ simplified vocab), random weights made here; `random_sample` with n=100, topk=5 
 steps (the end id never occurs), source of 20 tokens. For each precision both of our paths run in
 this process on the same model: `CachedDecoder` and `RecomputeDecoder` (the whole sequence through
 the model at every step, as bert4keras's AutoRegressiveDecoder does). bfloat16 = matrix products
-in bfloat16, the rest float32 (`set_matmul_dtype`), for CPUs with AMX.
+in bfloat16, the rest float32 (`set_matmul_dtype`), for CPUs with AMX. In float32 the cached path
+also runs compiled with XLA (`CachedDecoder(..., jit_compile=True)`): the first call compiles.
 
 bert4keras 0.11.5 itself (float32) is measured in the same run when its old-TensorFlow virtualenv
 is given (--bert4keras-python or BERT4KERAS_PYTHON; see benchmarks/bert4keras_reference.py).
@@ -68,19 +69,28 @@ def main():
         print(f"bert4keras 0.11.5 AutoRegressiveDecoder, float32: {reference:8.2f} s per call", flush=True)
     for precision in args.precision:
         set_matmul_dtype(model, precision)
-        cached = CachedDecoder(model, end_id=never, maxlen=args.steps)
-        cached.random_sample(inputs, args.n, topk=5, seed=0)  # trace the compiled step once
-        cached_time, cached_out = timed(cached, inputs, args.n, repeats=2)
-        versus = f"   {reference / cached_time:.1f}x faster than bert4keras" if reference else ""
-        print(f"bert4sim cached decoding, {precision:8s}:       {cached_time:8.2f} s per call{versus}", flush=True)
+        # XLA fuses the step's small operations; its CPU matrix products do not use AMX, so
+        # bfloat16 products run without it.
+        cached_times = {}
+        for jit_compile in (False, True) if precision == "float32" else (False,):
+            cached = CachedDecoder(model, end_id=never, maxlen=args.steps, jit_compile=jit_compile)
+            start = time.perf_counter()
+            cached.random_sample(inputs, args.n, topk=5, seed=0)  # trace (and compile) the step once
+            first = time.perf_counter() - start
+            cached_times[jit_compile], cached_out = timed(cached, inputs, args.n, repeats=2)
+            name = f"bert4sim cached decoding{', XLA' if jit_compile else ''}, {precision}:"
+            versus = f"   {reference / cached_times[jit_compile]:.1f}x faster than bert4keras" if reference else ""
+            print(f"{name:42s} {cached_times[jit_compile]:8.2f} s per call (first call {first:.1f} s){versus}",
+                  flush=True)
         if args.skip_recompute:
             continue
         slow = RecomputeDecoder(model, end_id=never, maxlen=args.steps)
         slow_time, slow_out = timed(slow, inputs, args.n, repeats=1)
         same = sum(np.array_equal(a, b) for a, b in zip(cached_out, slow_out))
-        print(f"bert4sim full recompute, {precision:8s}:        {slow_time:8.2f} s per call   "
-              f"cached is {slow_time / cached_time:.1f}x faster (target >= 20x); same samples {same}/{len(cached_out)} "
-              f"(random weights: near-uniform probabilities, round-off flips some draws)", flush=True)
+        speedups = ", ".join(f"{'XLA ' if jit else ''}cached {slow_time / t:.1f}x faster" for jit, t in cached_times.items())
+        print(f"{'bert4sim full recompute, ' + precision + ':':42s} {slow_time:8.2f} s per call   {speedups} "
+              f"(target >= 20x); same samples {same}/{len(cached_out)} (random weights: near-uniform "
+              f"probabilities, round-off flips some draws)", flush=True)
     if not args.bert4keras_python:
         print("bert4keras: not measured (pass --bert4keras-python, see benchmarks/bert4keras_reference.py)")
 

@@ -365,8 +365,8 @@ class PositionEmbedding(keras.layers.Layer):
                     f"sequence of length {start_index + length} is longer than "
                     f"max_position_embeddings={self.max_length}"
                 )
-        length = ops.shape(inputs)[1]
-        rows = ops.slice(self.embeddings, [start_index, 0], [length, ops.shape(self.embeddings)[1]])
+        # A gather rather than a slice: XLA then compiles once for any (traced) start index.
+        rows = ops.take(self.embeddings, ops.arange(ops.shape(inputs)[1]) + start_index, axis=0)
         return inputs + ops.cast(rows, inputs.dtype)[None]
 
     def compute_output_shape(self, input_shape):

@@ -177,3 +177,30 @@ def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_cal
     slow = RecomputeDecoder(model, end_id=3, maxlen=8)  # its traced function predates nothing: fresh
     after = compare()
     assert np.abs(before - after).max() > 5 * 2e-3  # well beyond the tolerance above
+
+
+def test_xla_static_shape_decoding_equals_recompute(model):
+    fast = CachedDecoder(model, end_id=3, maxlen=8, jit_compile=True)
+    slow = RecomputeDecoder(model, end_id=3, maxlen=8)
+    inputs = [np.array([row]) for row in SOURCE]
+    output_ids, states = np.empty((1, 0), int), None
+    for token in [7, 8, 9]:
+        fast_probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
+        slow_probas, _ = slow.predict(inputs, output_ids, None, 1, "probas")
+        np.testing.assert_allclose(fast_probas, slow_probas, atol=1e-5)
+        output_ids = np.concatenate([output_ids, [[token]]], 1)
+    assert [list(x) for x in fast.random_sample(SOURCE, 6, topk=4, seed=2)] == [
+        list(x) for x in slow.random_sample(SOURCE, 6, topk=4, seed=2)]
+    assert list(fast.beam_search(SOURCE, topk=3)) == list(slow.beam_search(SOURCE, topk=3))
+    assert states["prefix_valid"].shape == (CachedDecoder.SOURCE_BUCKET,)  # the source padded to its bucket
+    shapes, step = set(), fast._step
+
+    def recording_step(token_ids, slot, source_length, prefix, prefix_valid, buffers):
+        shapes.add((tuple(token_ids.shape), tuple(prefix_valid.shape), tuple(buffers[0][0].read_value().shape)))
+        return step(token_ids, slot, source_length, prefix, prefix_valid, buffers)
+
+    fast._step = recording_step
+    longer = [[2, 10, 11, 12, 13, 14, 15, 3], [0] * 8]  # same source bucket
+    for source in (SOURCE, longer):
+        fast.random_sample(source, 6, topk=4, seed=2)  # rows end at different steps: padded back to 6
+    assert shapes == {((6, 1), (16,), (8, 6, 4, 8))}  # one shape: one XLA compilation
