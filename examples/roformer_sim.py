@@ -36,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--general-corpus", default=None, help="plain text, one passage a line: mine pairs")
     parser.add_argument("--mine-threshold", type=float, default=0.7)
     parser.add_argument("--output", default=os.path.join(CHECKPOINTS, "roformer_sim_demo"))
-    parser.add_argument("--stage1-epochs", type=int, default=60)
+    parser.add_argument("--stage1-epochs", type=int, default=150)
     parser.add_argument("--stage2-epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
@@ -57,7 +57,8 @@ def load_teacher(args):
         import simbert
 
         print(f"no teacher in {args.teacher}: training the tiny SimBERT first")
-        simbert.main((["--micro"] if args.micro else []) + ["--output", args.teacher])
+        # 80 epochs: enough for the teacher's retrieval, which is all distillation uses
+        simbert.main((["--micro"] if args.micro else ["--epochs", "80"]) + ["--output", args.teacher])
     teacher = build_transformer_model(os.path.join(args.teacher, "bert_config.json"), args.teacher,
                                       application="unilm", with_pool="linear")
     encoder = keras.Model(teacher.inputs, teacher.outputs[0], name="teacher")

@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument("--train", default=os.path.join(DATA, "simbert_train.json"))
     parser.add_argument("--dev", default=os.path.join(DATA, "simbert_dev.json"))
     parser.add_argument("--output", default=os.path.join(HERE, "..", "checkpoints", "simbert_demo"))
-    parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the groups")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
