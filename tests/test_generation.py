@@ -18,15 +18,24 @@ def model(request):
     return build_transformer_model(model=request.param, application="unilm", with_pool="linear", **CONFIG)
 
 
-def test_next_token_distribution_matches_recompute(model):
-    fast, slow = CachedDecoder(model, end_id=3, maxlen=8), RecomputeDecoder(model, end_id=3, maxlen=8)
+def assert_steps_match(fast, slow, tokens, atol=1e-5):
+    """Feed ``tokens`` one by one; at each step both decoders' next-token distributions agree.
+
+    Returns the cached decoder's last distribution and states.
+    """
     inputs = [np.array([row]) for row in SOURCE]
     output_ids, states = np.empty((1, 0), int), None
-    for token in [7, 8, 9, 20, 21]:
+    for token in tokens:
         fast_probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
         slow_probas, _ = slow.predict(inputs, output_ids, None, 1, "probas")
-        np.testing.assert_allclose(fast_probas, slow_probas, atol=1e-5)
+        np.testing.assert_allclose(fast_probas, slow_probas, atol=atol)
         output_ids = np.concatenate([output_ids, [[token]]], 1)
+    return fast_probas, states
+
+
+def test_next_token_distribution_matches_recompute(model):
+    fast, slow = CachedDecoder(model, end_id=3, maxlen=8), RecomputeDecoder(model, end_id=3, maxlen=8)
+    assert_steps_match(fast, slow, [7, 8, 9, 20, 21])
 
 
 def test_greedy_and_beam_tokens_equal_recompute(model):
@@ -158,37 +167,19 @@ def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_cal
     keras.utils.set_random_seed(5)
     model = build_transformer_model(model=model_type, application="unilm", with_pool="linear", **CONFIG)
     set_matmul_dtype(model, "bfloat16")
-    fast, slow = CachedDecoder(model, end_id=3, maxlen=8), RecomputeDecoder(model, end_id=3, maxlen=8)
-    inputs = [np.array([row]) for row in SOURCE]
-
-    def compare():
-        output_ids, states = np.empty((1, 0), int), None
-        for token in [7, 8, 9]:
-            fast_probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
-            slow_probas, _ = slow.predict(inputs, output_ids, None, 1, "probas")
-            np.testing.assert_allclose(fast_probas, slow_probas, atol=2e-3)
-            output_ids = np.concatenate([output_ids, [[token]]], 1)
-        return fast_probas
-
-    before = compare()
+    fast = CachedDecoder(model, end_id=3, maxlen=8)
+    before, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)
     assert fast._weights.products["0/query"][2].dtype == "bfloat16"  # the cast copy of the kernel
     embeddings = model.get_layer("Embedding-Token").embeddings  # also the (bfloat16-cast) output projection
     embeddings.assign(embeddings.numpy() * 4.0)  # e.g. trained between two calls
-    slow = RecomputeDecoder(model, end_id=3, maxlen=8)  # its traced function predates nothing: fresh
-    after = compare()
+    after, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)
     assert np.abs(before - after).max() > 5 * 2e-3  # well beyond the tolerance above
 
 
 def test_xla_static_shape_decoding_equals_recompute(model):
     fast = CachedDecoder(model, end_id=3, maxlen=8, jit_compile=True)
     slow = RecomputeDecoder(model, end_id=3, maxlen=8)
-    inputs = [np.array([row]) for row in SOURCE]
-    output_ids, states = np.empty((1, 0), int), None
-    for token in [7, 8, 9]:
-        fast_probas, states = fast.predict(inputs, output_ids, states, 1, "probas")
-        slow_probas, _ = slow.predict(inputs, output_ids, None, 1, "probas")
-        np.testing.assert_allclose(fast_probas, slow_probas, atol=1e-5)
-        output_ids = np.concatenate([output_ids, [[token]]], 1)
+    _, states = assert_steps_match(fast, slow, [7, 8, 9])
     assert [list(x) for x in fast.random_sample(SOURCE, 6, topk=4, seed=2)] == [
         list(x) for x in slow.random_sample(SOURCE, 6, topk=4, seed=2)]
     assert list(fast.beam_search(SOURCE, topk=3)) == list(slow.beam_search(SOURCE, topk=3))
