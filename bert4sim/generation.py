@@ -328,12 +328,8 @@ class _StepWeights:
         return ops.convert_to_tensor(kernel if cast is None else cast)
 
     def product(self, name, x):
-        """What the dense layer ``name`` computes for ``x`` (product, bias, activation), in ``x``'s dtype."""
-        dense, kernel = self.products[name][0], self.kernel(name)
-        y = ops.cast(ops.matmul(ops.cast(x, kernel.dtype), kernel), x.dtype)
-        if dense.bias is not None:
-            y = y + ops.cast(dense.bias, x.dtype)
-        return y if dense.activation is None else dense.activation(y)
+        """What the dense layer ``name`` computes for ``x``, with its kernel cast once for the call."""
+        return self.products[name][0].project(x, self.kernel(name))
 
 
 class CachedDecoder(AutoRegressiveDecoder):
@@ -394,8 +390,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         """MLM logits of the last position of every row (float32)."""
         t, weights = self.transformer, self._weights
         hidden = t.mlm_transform.norm(weights.product("mlm", hidden))
-        embeddings = weights.kernel("embeddings")
-        logits = ops.einsum("rh,vh->rv", ops.cast(hidden, embeddings.dtype), embeddings)
+        logits = t.token_embedding.logits(hidden, weights.kernel("embeddings"))
         return ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
 
     def _select_graph(self, logits, temperature, k):

@@ -41,39 +41,6 @@ def matmul_in(dtype, x, y, equation=None):
     return ops.matmul(x, y) if equation is None else ops.einsum(equation, x, y)
 
 
-@_serializable
-class Dense(keras.layers.Dense):
-    """``keras.layers.Dense`` whose matrix product may run in another dtype.
-
-    With ``matmul_dtype="bfloat16"`` the input and the kernel are cast to
-    bfloat16 for the product only (several times faster on CPUs with AMX);
-    the bias, the activation and the output stay in the layer's compute
-    dtype (float32 unless a Keras mixed-precision policy is set), where
-    elementwise work is fast. ``matmul_dtype=None`` is ``keras.layers.Dense``.
-
-    Example:
-        >>> dense = Dense(64, activation="gelu", matmul_dtype="bfloat16")
-        >>> dense(keras.ops.ones((2, 32))).dtype  # float32
-    """
-
-    def __init__(self, units, matmul_dtype=None, **kwargs):
-        super().__init__(units, **kwargs)
-        self.matmul_dtype = _check_matmul_dtype(matmul_dtype)
-
-    def call(self, inputs, training=None):
-        if self.matmul_dtype in (None, self.compute_dtype) or self.lora_enabled or self.quantization_mode:
-            return super().call(inputs, training=training)
-        x = ops.cast(matmul_in(self.matmul_dtype, inputs, self.kernel), self.compute_dtype)
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
-
-    def get_config(self):
-        return {**super().get_config(), "matmul_dtype": self.matmul_dtype}
-
-
 class _MatmulDtype:
     """A ``matmul_dtype`` attribute that also sets itself on the sublayers named in ``_matmul_children``."""
 
@@ -90,6 +57,51 @@ class _MatmulDtype:
             child = getattr(self, name, None)
             if child is not None:
                 child.matmul_dtype = self._matmul_dtype
+
+
+@_serializable
+class Dense(_MatmulDtype, keras.layers.Dense):
+    """``keras.layers.Dense`` whose matrix product may run in another dtype.
+
+    With ``matmul_dtype="bfloat16"`` the input and the kernel are cast to
+    bfloat16 for the product only (several times faster on CPUs with AMX);
+    the bias, the activation and the output stay in the layer's compute
+    dtype (float32 unless a Keras mixed-precision policy is set), where
+    elementwise work is fast. ``matmul_dtype=None`` is ``keras.layers.Dense``.
+
+    Example:
+        >>> dense = Dense(64, activation="gelu", matmul_dtype="bfloat16")
+        >>> dense(keras.ops.ones((2, 32))).dtype  # float32
+    """
+
+    def __init__(self, units, matmul_dtype=None, **kwargs):
+        super().__init__(units, **kwargs)
+        self.matmul_dtype = matmul_dtype
+
+    def call(self, inputs, training=None):
+        if self.matmul_dtype in (None, self.compute_dtype) or self.lora_enabled or self.quantization_mode:
+            return super().call(inputs, training=training)
+        return self.project(inputs)
+
+    def project(self, inputs, kernel=None):
+        """Product (in ``matmul_dtype``), bias and activation, in the compute dtype.
+
+        ``kernel`` replaces the layer's kernel, e.g. one already cast to
+        ``matmul_dtype`` once for many calls (cached decoding).
+
+        Example:
+            >>> y = dense.project(x, kernel=bfloat16_kernel)
+        """
+        kernel = self.kernel if kernel is None else kernel
+        x = ops.cast(matmul_in(self.matmul_dtype, inputs, kernel), self.compute_dtype)
+        if self.bias is not None:
+            x = ops.add(x, ops.cast(self.bias, x.dtype))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "matmul_dtype": self.matmul_dtype}
 
 
 def set_matmul_dtype(model, dtype):
@@ -283,7 +295,7 @@ def rotary_position_embedding(x, positions, base=10000.0):
 
 
 @_serializable
-class TokenEmbedding(keras.layers.Layer):
+class TokenEmbedding(_MatmulDtype, keras.layers.Layer):
     """Token embedding whose matrix also serves as the tied output projection.
 
     ``layer(ids)`` looks rows up; ``layer(hidden, reverse=True)`` returns
@@ -299,7 +311,7 @@ class TokenEmbedding(keras.layers.Layer):
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
-        self.matmul_dtype = _check_matmul_dtype(matmul_dtype)
+        self.matmul_dtype = matmul_dtype
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
@@ -311,13 +323,24 @@ class TokenEmbedding(keras.layers.Layer):
 
     def call(self, inputs, reverse=False):
         if reverse:
-            # [N, H] x [V, H] -> [N, V] contracts the matrix as stored: no transposed copy of
-            # it in the forward pass, and its gradient comes out in its own [V, H] layout.
-            flat = ops.reshape(inputs, (-1, self.output_dim))
-            embeddings = ops.cast(self.embeddings, inputs.dtype)
-            logits = ops.cast(matmul_in(self.matmul_dtype, flat, embeddings, "nh,vh->nv"), inputs.dtype)
-            return ops.reshape(logits, tuple(ops.shape(inputs)[:-1]) + (self.input_dim,))
+            return self.logits(inputs)
         return ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0)
+
+    def logits(self, inputs, embeddings=None):
+        """``inputs @ embeddings.T`` (in ``matmul_dtype`` if set), in ``inputs``' dtype.
+
+        ``embeddings`` replaces the layer's matrix, e.g. one already cast
+        once for many calls (cached decoding).
+
+        Example:
+            >>> logits = emb.logits(hidden)   # what emb(hidden, reverse=True) returns
+        """
+        embeddings = self.embeddings if embeddings is None else embeddings
+        # [N, H] x [V, H] -> [N, V] contracts the matrix as stored: no transposed copy of
+        # it in the forward pass, and its gradient comes out in its own [V, H] layout.
+        flat = ops.reshape(inputs, (-1, self.output_dim))
+        logits = ops.cast(matmul_in(self.matmul_dtype or inputs.dtype, flat, embeddings, "nh,vh->nv"), inputs.dtype)
+        return ops.reshape(logits, tuple(ops.shape(inputs)[:-1]) + (self.input_dim,))
 
     def compute_output_spec(self, inputs, reverse=False):
         if reverse:
@@ -404,6 +427,8 @@ class MultiHeadAttention(_MatmulDtype, keras.layers.Layer):
         >>> out = mha(x, attention_mask=mask)
     """
 
+    _matmul_children = ("query_dense", "key_dense", "value_dense", "output_dense")
+
     def __init__(
         self,
         num_heads,
@@ -429,8 +454,6 @@ class MultiHeadAttention(_MatmulDtype, keras.layers.Layer):
         self.output_dense = None
         self.matmul_dtype = matmul_dtype
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
-
-    _matmul_children = ("query_dense", "key_dense", "value_dense", "output_dense")
 
     def build(self, query_shape, value_shape=None):
         value_shape = query_shape if value_shape is None else value_shape
@@ -580,6 +603,8 @@ class TransformerBlock(_MatmulDtype, keras.layers.Layer):
         >>> y = block(x, attention_mask=mask)
     """
 
+    _matmul_children = ("attention", "feed_forward")
+
     def __init__(
         self,
         num_heads,
@@ -613,8 +638,6 @@ class TransformerBlock(_MatmulDtype, keras.layers.Layer):
         self.output_norm = norm("output_norm")
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
         self.matmul_dtype = matmul_dtype
-
-    _matmul_children = ("attention", "feed_forward")
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
@@ -733,6 +756,8 @@ class MLMTransform(_MatmulDtype, keras.layers.Layer):
         >>> h = MLMTransform(activation="gelu")(sequence_output)
     """
 
+    _matmul_children = ("dense",)
+
     def __init__(
         self,
         activation="gelu",
@@ -750,8 +775,6 @@ class MLMTransform(_MatmulDtype, keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, name="norm", dtype=self.dtype_policy
         )
         self.matmul_dtype = matmul_dtype
-
-    _matmul_children = ("dense",)
 
     def build(self, input_shape):
         self.dense = Dense(
