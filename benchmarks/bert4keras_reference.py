@@ -64,11 +64,17 @@ def build(args, application):
     )
 
 
-def StepTimer():
-    """A Keras callback recording each training step's seconds (batch begin to batch end)."""
-    from bert4keras.backend import keras
+def median_step_seconds(keras, model, data, steps):
+    """``model.fit`` for ``steps`` + 2 steps; the median step time (batch begin to end) after the first two.
 
-    class Timer(keras.callbacks.Callback):
+    ``keras`` is the Keras module ``model`` belongs to: bert4keras's tf.keras here, Keras 3 in
+    benchmarks/train.py. The first two steps trace and warm up.
+
+    Example:
+        >>> median_step_seconds(keras, trainer, dataset, steps=10)
+    """
+
+    class StepTimer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.seconds = []
@@ -79,7 +85,9 @@ def StepTimer():
         def on_train_batch_end(self, batch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
 
-    return Timer()
+    timer = StepTimer()
+    model.fit(data, steps_per_epoch=steps + 2, epochs=1, verbose=0, callbacks=[timer])
+    return float(np.median(timer.seconds[2:]))
 
 
 def train(args):
@@ -120,18 +128,17 @@ def train(args):
             segment_ids[:, args.length // 2:] = 1
             yield (token_ids, segment_ids),
 
-    timer = StepTimer()
-    model.fit(batches(), steps_per_epoch=args.steps + 2, epochs=1, verbose=0, callbacks=[timer])
-    step = float(np.median(timer.seconds[2:]))  # the first steps trace and warm up
+    step = median_step_seconds(keras, model, batches(), args.steps)
     return {"seconds_per_step": step, "samples_per_s": args.batch / step}
 
 
 def generate(args):
     from bert4keras.snippets import AutoRegressiveDecoder
 
+    from bert4keras.backend import keras
+
     bert = build(args, "unilm")
-    seq2seq = bert.model
-    seq2seq_outputs = seq2seq.outputs[-1]
+    seq2seq = keras.models.Model(bert.model.inputs, bert.model.outputs[-1])  # MLM probabilities
 
     class Sampler(AutoRegressiveDecoder):
         @AutoRegressiveDecoder.wraps(default_rtype="probas")
@@ -139,11 +146,8 @@ def generate(args):
             token_ids, segment_ids = inputs
             token_ids = np.concatenate([token_ids, output_ids], 1)
             segment_ids = np.concatenate([segment_ids, np.ones_like(output_ids)], 1)
-            return self.last_token(last_model).predict([token_ids, segment_ids], verbose=0)
+            return self.last_token(seq2seq).predict([token_ids, segment_ids], verbose=0)
 
-    from bert4keras.backend import keras
-
-    last_model = keras.models.Model(seq2seq.inputs, seq2seq_outputs)
     rng = np.random.default_rng(0)
     source = [2] + list(rng.integers(5, args.vocab, args.source_length - 2)) + [3]
     inputs = [source, [0] * len(source)]

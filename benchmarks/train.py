@@ -20,7 +20,7 @@ import os
 import time
 
 import numpy as np
-from bert4keras_reference import measure
+from bert4keras_reference import measure, median_step_seconds
 
 SHAPES = [(4, 312, 32, 32), (12, 768, 16, 32)]
 HEADS, VOCAB = 12, 13584
@@ -52,19 +52,10 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
             segment_ids[:, length // 2:] = 1
             yield token_ids, segment_ids
 
-    class StepTimer(keras.callbacks.Callback):
-        seconds = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    timer = StepTimer()
-    trainer.fit(to_dataset(batches()), steps_per_epoch=steps + 2, epochs=1, verbose=0, callbacks=[timer])
-    set_precision(None)
-    return float(np.median(timer.seconds[2:]))
+    try:
+        return median_step_seconds(keras, trainer, to_dataset(batches()), steps)
+    finally:
+        set_precision(None)
 
 
 def main():
