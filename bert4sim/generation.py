@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from bert4sim.layers import MASKED_LOGIT, TransformerBlock, rotary_position_embedding
+from bert4sim.layers import MASKED_LOGIT, CastKernels, TransformerBlock, rotary_position_embedding
 from bert4sim.models import Transformer
 
 
@@ -290,46 +290,30 @@ class _Buffers:
 
 
 class _StepWeights:
-    """The matrices a decoding step multiplies by, cast once per decoding call.
+    """The matrices a decoding step multiplies by, by name, cast once per decoding call.
 
-    A layer whose product runs in another dtype than its kernel
-    (``matmul_dtype="bfloat16"``, a mixed-precision policy) casts the kernel
-    at every call: at every step when decoding. Here each such kernel is cast
-    once into a variable by ``refresh()`` (at the start of each decoding call,
-    so a model trained between calls decodes with its new weights); kernels
-    already in their product dtype are used as they are, with no copy.
+    The cast copies are :class:`bert4sim.layers.CastKernels`; ``refresh()``
+    runs at the start of each decoding call, so a model trained between calls
+    decodes with its new weights.
     """
 
-    def __init__(self, transformer):
-        self.products = {}  # name -> (dense layer or None, kernel, variable holding the cast kernel or None)
+    def __init__(self, model, transformer):
+        self.cast = CastKernels(model)
+        self.layers = {"mlm": transformer.mlm_transform.dense, "embeddings": transformer.token_embedding}
         for i, block in enumerate(transformer.blocks):
             attention, ffn = block.attention, block.feed_forward
             for name, dense in (("query", attention.query_dense), ("key", attention.key_dense),
                                 ("value", attention.value_dense), ("output", attention.output_dense),
                                 ("inner", ffn.inner_dense), ("outer", ffn.output_dense)):
-                self._track(f"{i}/{name}", dense, dense.kernel)
-        self._track("mlm", transformer.mlm_transform.dense, transformer.mlm_transform.dense.kernel)
-        self._track("embeddings", transformer.token_embedding, transformer.token_embedding.embeddings)
-        self.refresh = tf.function(self._refresh)
-
-    def _track(self, name, layer, kernel):
-        dtype = getattr(layer, "matmul_dtype", None) or layer.compute_dtype
-        cast = None if kernel.dtype == dtype else tf.Variable(tf.zeros(kernel.shape, dtype), trainable=False)
-        self.products[name] = (layer, kernel, cast)
-
-    def _refresh(self):
-        for _, kernel, cast in self.products.values():
-            if cast is not None:
-                cast.assign(ops.cast(kernel, cast.dtype))
-        return tf.constant(0)
+                self.layers[f"{i}/{name}"] = dense
+        self.refresh = self.cast.refresh
 
     def kernel(self, name):
-        _, kernel, cast = self.products[name]
-        return ops.convert_to_tensor(kernel if cast is None else cast)
+        return self.cast.kernel(self.layers[name])
 
     def product(self, name, x):
         """What the dense layer ``name`` computes for ``x``, with its kernel cast once for the call."""
-        return self.products[name][0].project(x, self.kernel(name))
+        return self.layers[name].project(x, self.kernel(name))
 
 
 class CachedDecoder(AutoRegressiveDecoder):
@@ -379,7 +363,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         self.num_heads = first.num_heads
         self.head_size = t.config["hidden_size"] // first.num_heads
         self.max_positions = t.config["max_position_embeddings"] if t.position_embedding is not None else None
-        self._weights = _StepWeights(t)
+        self._weights = _StepWeights(model, t)
         self._prefill = tf.function(self._prefill_graph, reduce_retracing=True)
         self._step = tf.function(self._step_graph, reduce_retracing=True, jit_compile=jit_compile)
         self._select = tf.function(self._select_graph, reduce_retracing=True)

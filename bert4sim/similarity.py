@@ -292,12 +292,19 @@ class SimilarityModel:
         self.model_id = model_id or _fingerprint(encoder)
         self.precision = precision
         self.index = None
-        from bert4sim.layers import set_matmul_dtype
+        from bert4sim.layers import CastKernels, set_matmul_dtype
 
         if not set_matmul_dtype(encoder, precision) and precision != "float32":
             raise ValueError(f"precision={precision!r} needs an encoder made of bert4sim layers; {encoder.name!r} "
                              "has none with a matmul_dtype option")
-        self._run = tf.function(lambda ids, segs: encoder([ids, segs], training=False), reduce_retracing=True)
+        # bfloat16 products: the kernels are cast once per encode() call, not once per batch.
+        self._kernels = CastKernels(encoder)
+
+        def run(ids, segs):
+            with self._kernels.active():
+                return encoder([ids, segs], training=False)
+
+        self._run = tf.function(run, reduce_retracing=True)
         self._decoder = None
 
     # -- vectors ---------------------------------------------------------------------
@@ -321,6 +328,7 @@ class SimilarityModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         encoded = [self.tokenizer.encode(text, maxlen=self.maxlen) for text in texts]
+        self._kernels.refresh()  # the encoder's current weights, cast once for this call
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
         progress = _Progress(len(texts), show_progress if show_progress is not None else len(texts) >= 10000)
         outputs = np.zeros((len(texts), 0), dtype="float32")

@@ -169,7 +169,8 @@ def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_cal
     set_matmul_dtype(model, "bfloat16")
     fast = CachedDecoder(model, end_id=3, maxlen=8)
     before, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)
-    assert fast._weights.products["0/query"][2].dtype == "bfloat16"  # the cast copy of the kernel
+    assert fast._weights.kernel("0/query").dtype == "bfloat16"  # the cast copy of the kernel
+    assert fast._weights.kernel("embeddings").dtype == "bfloat16"
     embeddings = model.get_layer("Embedding-Token").embeddings  # also the (bfloat16-cast) output projection
     embeddings.assign(embeddings.numpy() * 4.0)  # e.g. trained between two calls
     after, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)

@@ -184,6 +184,7 @@ def test_unknown_activation_named():
 MATMUL_LAYERS = {
     "dense": (lambda dtype: L.Dense(8, activation="gelu", matmul_dtype=dtype), (2, 5, 16)),
     "attention": (lambda dtype: L.MultiHeadAttention(2, 8, use_rope=True, matmul_dtype=dtype), (2, 5, 16)),
+    "attention_no_rope": (lambda dtype: L.MultiHeadAttention(2, 8, matmul_dtype=dtype), (2, 5, 16)),
     "feed_forward": (lambda dtype: L.FeedForward(32, matmul_dtype=dtype), (2, 5, 16)),
     "block": (lambda dtype: L.TransformerBlock(2, 32, dropout_rate=0, attention_dropout_rate=0,
                                                matmul_dtype=dtype), (2, 5, 16)),
@@ -204,6 +205,48 @@ def test_bfloat16_products_stay_close_to_float32_with_float32_outputs(name):
     assert b.dtype == np.float32 and a.shape == b.shape
     assert not np.array_equal(a, b)  # the products really ran in bfloat16
     np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("name", ["attention", "attention_no_rope", "feed_forward", "block"])
+def test_bfloat16_inference_path_matches_training_path(name):
+    # At inference, tensors that only feed another bfloat16 product stay bfloat16 (bias and
+    # GELU fused into the product); in training they round-trip through float32 as before.
+    make, shape = MATMUL_LAYERS[name]
+    x = np.random.default_rng(6).standard_normal(shape).astype("float32")
+    layer = make("bfloat16")
+    inference, training = (keras.ops.convert_to_numpy(layer(x, training=flag)) for flag in (False, True))
+    assert inference.dtype == np.float32
+    np.testing.assert_allclose(inference, training, atol=0.03 * np.abs(training).max())
+
+
+def test_dense_inference_path_equals_keras_dense_in_float32():
+    dense = L.Dense(8, activation="gelu")
+    x = np.random.default_rng(7).standard_normal((2, 5, 16)).astype("float32")
+    fused, keras_path = (keras.ops.convert_to_numpy(dense(x, training=flag)) for flag in (False, True))
+    np.testing.assert_allclose(fused, keras_path, atol=1e-6)
+    h = dense.project(x, output_dtype="float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(h), keras_path, atol=1e-6)
+
+
+def test_cast_kernels_are_used_inside_active_and_refreshed_on_demand():
+    inputs = keras.Input((5, 16))
+    block = L.TransformerBlock(2, 32, dropout_rate=0, attention_dropout_rate=0, matmul_dtype="bfloat16")
+    model = keras.Model(inputs, L.Pooler(8, matmul_dtype="bfloat16")(block(inputs)))
+    x = np.random.default_rng(8).standard_normal((2, 5, 16)).astype("float32")
+    kernels = L.CastKernels(model)
+    assert len(kernels.copies) == 7  # q, k, v, output, inner, outer, pooler
+    kernels.refresh()
+    run = lambda: keras.ops.convert_to_numpy(model(x))  # noqa: E731
+    with kernels.active():
+        cached = run()
+    np.testing.assert_array_equal(cached, run())  # a copy is exactly the per-call cast
+    block.feed_forward.inner_dense.kernel.assign(block.feed_forward.inner_dense.kernel * 3.0)
+    fresh = run()
+    with kernels.active():
+        assert np.abs(run() - fresh).max() > 1e-3  # stale until refreshed
+        kernels.refresh()
+        np.testing.assert_array_equal(run(), fresh)
+    assert not L.CastKernels(keras.Model(inputs, L.Pooler(8)(inputs))).copies  # float32: nothing to copy
 
 
 def test_token_embedding_reverse_in_bfloat16_and_any_rank():

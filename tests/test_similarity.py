@@ -151,6 +151,13 @@ def test_bfloat16_encoder_agrees_with_float32(tmp_path, model, pooling):
     assert fast.most_similar("查询余额", topn=1)[0][0] == "查询余额"
     fast.save(str(tmp_path / "saved"))
     assert SimilarityModel.load(str(tmp_path / "saved")).precision == "bfloat16"
+    # Kernels are cast once per encode() call: weights changed in between are used.
+    dense = fast.encoder.get_layer("Transformer-0").feed_forward.inner_dense
+    dense.kernel.assign(dense.kernel * -3.0)
+    changed = fast.encode(CORPUS)
+    assert np.abs(changed - b).max() > 1e-3  # a stale copy would give b again
+    np.testing.assert_allclose(changed, SimilarityModel(fast.tokenizer, fast.encoder, maxlen=16,
+                                                        precision="bfloat16").encode(CORPUS), atol=1e-6)
 
 
 def test_bfloat16_switches_bert4sim_layers_and_refuses_other_encoders(sim):
