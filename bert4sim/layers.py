@@ -153,8 +153,10 @@ _ACTIVE_COPIES = threading.local()
 
 def _active_copy(layer, kernel):
     """The copy of ``layer``'s kernel made by the innermost active :class:`CastKernels`, else ``kernel``."""
+    product_dtype = getattr(layer, "matmul_dtype", None) or layer.compute_dtype
     for copies in reversed(getattr(_ACTIVE_COPIES, "stack", [])):
-        if id(layer) in copies:
+        # a copy made before the layer's matmul_dtype was switched no longer applies
+        if id(layer) in copies and copies[id(layer)][1].dtype == product_dtype:
             return copies[id(layer)][1]
     return kernel
 

@@ -267,8 +267,9 @@ class SimilarityModel:
     ``gen_synonyms``). ``maxlen`` truncates inputs. ``precision="bfloat16"``
     runs the matrix products of the encoder's bert4sim layers in bfloat16
     and the rest in float32 (1.6x faster encoding on CPUs with AMX; cosine
-    to the float32 vectors ~0.9999; kernels are cast once per ``encode``
-    call, :class:`bert4sim.layers.CastKernels`): it switches those layers in place
+    to the float32 vectors ~0.9999; a bfloat16 copy of each kernel is kept
+    and refreshed once per ``encode`` call, :class:`bert4sim.layers.CastKernels`):
+    it switches those layers in place
     (:func:`bert4sim.layers.set_matmul_dtype`), so a ``seq2seq`` model
     sharing them generates with bfloat16 products too. ``"float32"`` (the
     default) switches them back to float32.

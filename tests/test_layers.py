@@ -247,6 +247,9 @@ def test_cast_kernels_are_used_inside_active_and_refreshed_on_demand():
         kernels.refresh()
         np.testing.assert_array_equal(run(), fresh)
     assert not L.CastKernels(keras.Model(inputs, L.Pooler(8)(inputs))).copies  # float32: nothing to copy
+    L.set_matmul_dtype(model, "float32")  # copies made for bfloat16 products no longer apply
+    with kernels.active():
+        np.testing.assert_array_equal(run(), keras.ops.convert_to_numpy(model(x)))
 
 
 def test_token_embedding_reverse_in_bfloat16_and_any_rank():
