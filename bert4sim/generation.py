@@ -289,33 +289,6 @@ class _Buffers:
         return target
 
 
-class _StepWeights:
-    """The matrices a decoding step multiplies by, by name, cast once per decoding call.
-
-    The cast copies are :class:`bert4sim.layers.CastKernels`; ``refresh()``
-    runs at the start of each decoding call, so a model trained between calls
-    decodes with its new weights.
-    """
-
-    def __init__(self, model, transformer):
-        self.cast = CastKernels(model)
-        self.layers = {"mlm": transformer.mlm_transform.dense, "embeddings": transformer.token_embedding}
-        for i, block in enumerate(transformer.blocks):
-            attention, ffn = block.attention, block.feed_forward
-            for name, dense in (("query", attention.query_dense), ("key", attention.key_dense),
-                                ("value", attention.value_dense), ("output", attention.output_dense),
-                                ("inner", ffn.inner_dense), ("outer", ffn.output_dense)):
-                self.layers[f"{i}/{name}"] = dense
-        self.refresh = self.cast.refresh
-
-    def kernel(self, name):
-        return self.cast.kernel(self.layers[name])
-
-    def product(self, name, x):
-        """What the dense layer ``name`` computes for ``x``, with its kernel cast once for the call."""
-        return self.layers[name].project(x, self.kernel(name))
-
-
 class CachedDecoder(AutoRegressiveDecoder):
     """Incremental decoding of a bert4sim ``unilm``/``lm`` model with a key/value cache.
 
@@ -363,18 +336,27 @@ class CachedDecoder(AutoRegressiveDecoder):
         self.num_heads = first.num_heads
         self.head_size = t.config["hidden_size"] // first.num_heads
         self.max_positions = t.config["max_position_embeddings"] if t.position_embedding is not None else None
-        self._weights = _StepWeights(model, t)
-        self._prefill = tf.function(self._prefill_graph, reduce_retracing=True)
-        self._step = tf.function(self._step_graph, reduce_retracing=True, jit_compile=jit_compile)
+        # bfloat16 products: kernels cast once per decoding call, not once per step
+        self._kernels = CastKernels(model)
+        self._prefill = tf.function(self._with_cast_kernels(self._prefill_graph), reduce_retracing=True)
+        self._step = tf.function(self._with_cast_kernels(self._step_graph), reduce_retracing=True,
+                                 jit_compile=jit_compile)
         self._select = tf.function(self._select_graph, reduce_retracing=True)
 
     # -- compiled pieces ----------------------------------------------------------
 
+    def _with_cast_kernels(self, graph):
+        def traced(*args):
+            with self._kernels.active():
+                return graph(*args)
+
+        return traced
+
     def _logits(self, hidden):
         """MLM logits of the last position of every row (float32)."""
-        t, weights = self.transformer, self._weights
-        hidden = t.mlm_transform.norm(weights.product("mlm", hidden))
-        logits = t.token_embedding.logits(hidden, weights.kernel("embeddings"))
+        t = self.transformer
+        hidden = t.mlm_transform.norm(t.mlm_transform.dense.project(hidden))
+        logits = t.token_embedding.logits(hidden)
         return ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
 
     def _select_graph(self, logits, temperature, k):
@@ -395,10 +377,10 @@ class CachedDecoder(AutoRegressiveDecoder):
             prefix.append((keys[0], values[0]))
         return self._logits(x[:, last]), prefix
 
-    def _attend(self, index, attention, x, position, slot, prefix, prefix_valid, buffers):
+    def _attend(self, attention, x, position, slot, prefix, prefix_valid, buffers):
         """Attention of one new token per row over the source and the generated tokens so far."""
         heads, size = self.num_heads, self.head_size
-        q, k, v = (self._weights.product(f"{index}/{name}", x) for name in ("query", "key", "value"))
+        q, k, v = (dense.project(x) for dense in (attention.query_dense, attention.key_dense, attention.value_dense))
         q, k = ops.reshape(q, (-1, 1, heads, size)), ops.reshape(k, (-1, 1, heads, size))
         v = ops.reshape(v, (-1, heads, size))
         if attention.use_rope:
@@ -429,7 +411,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         context = ops.einsum("rhp,hpd->rhd", probs[..., :length], prefix_values)
         weights = ops.transpose(probs[..., length:], (2, 0, 1))[..., None]
         context = context + ops.sum(weights * ops.cast(values, x.dtype), axis=0)
-        return self._weights.product(f"{index}/output", ops.reshape(context, (-1, heads * size)))
+        return attention.output_dense.project(ops.reshape(context, (-1, heads * size)))
 
     def _step_graph(self, token_ids, slot, source_length, prefix, prefix_valid, buffers):
         """Logits of the next token for one new token per cache row (``token_ids`` [rows, 1])."""
@@ -437,12 +419,11 @@ class CachedDecoder(AutoRegressiveDecoder):
         position = source_length + slot
         segment_ids = ops.full_like(token_ids, self.segment_id)
         x = t.embed(token_ids, segment_ids, start_index=position)[:, 0]
-        weights = self._weights
-        for index, (block, source, pair) in enumerate(zip(t.blocks, prefix, buffers)):
-            attended = self._attend(index, block.attention, x, position, slot, source, prefix_valid, pair)
+        for block, source, pair in zip(t.blocks, prefix, buffers):
+            attended = self._attend(block.attention, x, position, slot, source, prefix_valid, pair)
             x = block.attention_norm(x + attended)
-            inner = weights.product(f"{index}/inner", x)
-            x = block.output_norm(x + weights.product(f"{index}/outer", inner))
+            ffn = block.feed_forward
+            x = block.output_norm(x + ffn.output_dense.project(ffn.inner_dense.project(x)))
         return self._logits(x)
 
     # -- decoder protocol --------------------------------------------------------------
@@ -466,7 +447,7 @@ class CachedDecoder(AutoRegressiveDecoder):
             if self.max_positions is not None:
                 padded = max(length, min(padded, self.max_positions))
             token_ids, segment_ids = (np.pad(i[:1], ((0, 0), (0, padded - length))) for i in (token_ids, segment_ids))
-        self._weights.refresh()  # the model's current weights, cast once for this call
+        self._kernels.refresh()  # the model's current weights, cast once for this call
         logits, prefix = self._prefill(token_ids[:1], segment_ids[:1], tf.constant(length - 1, tf.int32))
         return {
             "prefix": prefix,

@@ -82,9 +82,8 @@ class Dense(_MatmulDtype, keras.layers.Dense):
         self.matmul_dtype = matmul_dtype
 
     def call(self, inputs, training=None):
-        if self.lora_enabled or self.quantization_mode:
-            return super().call(inputs, training=training)
-        if training and self.matmul_dtype in (None, self.compute_dtype):
+        keras_path = training and self.matmul_dtype in (None, self.compute_dtype)
+        if keras_path or self.lora_enabled or self.quantization_mode:
             return super().call(inputs, training=training)
         return self.project(inputs)
 
@@ -103,7 +102,7 @@ class Dense(_MatmulDtype, keras.layers.Dense):
             >>> h = dense.project(x, output_dtype="bfloat16")  # input of the next bfloat16 product
         """
         kernel = _active_copy(self, self.kernel) if kernel is None else kernel
-        product_dtype = self.matmul_dtype or self.compute_dtype
+        product_dtype = _product_dtype(self)
         output_dtype = output_dtype or self.compute_dtype
         # 2-D, so that the product is a MatMul that TensorFlow can fuse with what follows.
         x = ops.reshape(inputs, (-1, ops.shape(inputs)[-1]))
@@ -151,13 +150,22 @@ def set_matmul_dtype(model, dtype):
 _ACTIVE_COPIES = threading.local()
 
 
+def _product_dtype(layer):
+    """The dtype ``layer``'s matrix product runs in."""
+    return getattr(layer, "matmul_dtype", None) or layer.compute_dtype
+
+
+def _own_kernel(layer):
+    """The matrix a Dense / TokenEmbedding layer multiplies by."""
+    return layer.kernel if isinstance(layer, Dense) else layer.embeddings
+
+
 def _active_copy(layer, kernel):
     """The copy of ``layer``'s kernel made by the innermost active :class:`CastKernels`, else ``kernel``."""
-    product_dtype = getattr(layer, "matmul_dtype", None) or layer.compute_dtype
-    for copies in reversed(getattr(_ACTIVE_COPIES, "stack", [])):
-        # a copy made before the layer's matmul_dtype was switched no longer applies
-        if id(layer) in copies and copies[id(layer)][1].dtype == product_dtype:
-            return copies[id(layer)][1]
+    for kernels in reversed(getattr(_ACTIVE_COPIES, "stack", [])):
+        copy = kernels.copy_of(layer)
+        if copy is not None:
+            return copy
     return kernel
 
 
@@ -196,8 +204,7 @@ class CastKernels:
     def __init__(self, model):
         self.copies = {}  # id(layer) -> (kernel, copy)
         for layer in _product_layers(model):
-            kernel = layer.kernel if isinstance(layer, Dense) else layer.embeddings
-            dtype = getattr(layer, "matmul_dtype", None) or layer.compute_dtype
+            kernel, dtype = _own_kernel(layer), _product_dtype(layer)
             if id(layer) not in self.copies and kernel.dtype != dtype:
                 copy = keras.Variable(ops.zeros(kernel.shape, dtype), dtype=dtype, trainable=False,
                                       name=f"{layer.name}_{dtype}_copy")
@@ -219,16 +226,16 @@ class CastKernels:
             self._refresh = tf.function(cast_all) if keras.backend.backend() == "tensorflow" else cast_all
         self._refresh()
 
-    def kernel(self, layer):
-        """What ``layer`` multiplies by: its copy if it has one, else its own kernel."""
-        own = layer.kernel if isinstance(layer, Dense) else layer.embeddings
-        return ops.convert_to_tensor(self.copies[id(layer)][1] if id(layer) in self.copies else own)
+    def copy_of(self, layer):
+        """``layer``'s copy, or None (no copy, or one made before its matmul_dtype was switched)."""
+        _, copy = self.copies.get(id(layer), (None, None))
+        return copy if copy is not None and copy.dtype == _product_dtype(layer) else None
 
     @contextlib.contextmanager
     def active(self):
         """Within this block (at trace time for compiled functions) layers use the copies."""
         stack = _ACTIVE_COPIES.__dict__.setdefault("stack", [])
-        stack.append(self.copies)
+        stack.append(self)
         try:
             yield self
         finally:

@@ -169,8 +169,9 @@ def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_cal
     set_matmul_dtype(model, "bfloat16")
     fast = CachedDecoder(model, end_id=3, maxlen=8)
     before, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)
-    assert fast._weights.kernel("0/query").dtype == "bfloat16"  # the cast copy of the kernel
-    assert fast._weights.kernel("embeddings").dtype == "bfloat16"
+    first = model.get_layer("Transformer-0")
+    assert fast._kernels.copy_of(first.attention.query_dense).dtype == "bfloat16"  # the cast copy of the kernel
+    assert fast._kernels.copy_of(model.get_layer("Embedding-Token")).dtype == "bfloat16"
     embeddings = model.get_layer("Embedding-Token").embeddings  # also the (bfloat16-cast) output projection
     embeddings.assign(embeddings.numpy() * 4.0)  # e.g. trained between two calls
     after, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)
