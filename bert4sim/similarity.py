@@ -10,9 +10,7 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -44,20 +42,6 @@ def _check_text(text, name="text"):
 def _normalize(vectors):
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-class _Progress:
-    def __init__(self, total, enabled):
-        self.total, self.enabled, self.done, self.start = total, enabled, 0, time.time()
-
-    def update(self, count):
-        self.done += count
-        if self.enabled:
-            rate = self.done / max(time.time() - self.start, 1e-9)
-            sys.stderr.write(f"\rencoding {self.done}/{self.total} ({rate:.0f}/s)")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class VectorIndex:
@@ -319,6 +303,7 @@ class SimilarityModel:
         Example:
             >>> vectors = sim.encode(["你好", "今天天气不错"], batch_size=32)   # (2, dim)
         """
+        import keras
         import tensorflow as tf
 
         from bert4sim.snippets import sequence_padding
@@ -332,7 +317,8 @@ class SimilarityModel:
         encoded = [self.tokenizer.encode(text, maxlen=self.maxlen) for text in texts]
         self._kernels.refresh()  # the encoder's current weights, cast once for this call
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
-        progress = _Progress(len(texts), show_progress if show_progress is not None else len(texts) >= 10000)
+        show = show_progress if show_progress is not None else len(texts) >= 10000
+        progress = keras.utils.Progbar(len(texts), verbose=1 if show else 0, unit_name="sentence")
         outputs = np.zeros((len(texts), 0), dtype="float32")
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
@@ -343,7 +329,7 @@ class SimilarityModel:
             if outputs.shape[1] == 0:
                 outputs = np.zeros((len(texts), vectors.shape[1]), dtype="float32")
             outputs[rows] = vectors
-            progress.update(len(rows))
+            progress.add(len(rows))
         if normalize:
             outputs = _normalize(outputs)
         return outputs[0] if single else outputs

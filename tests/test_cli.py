@@ -1,5 +1,8 @@
 """The bert4sim console command on a tiny checkpoint folder: index build, similar, synonyms, errors."""
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -7,6 +10,7 @@ import pytest
 from bert4sim.cli import main as cli_main
 from bert4sim.models import build_transformer_model, save_checkpoint
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS = "我想注销信用卡怎么办理银行开户查询余额今天天气很好明天下雨吗手机充电慢"
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(CHARS))
 CORPUS = ["我想注销信用卡", "信用卡怎么注销", "怎么办理银行开户", "查询余额", "今天天气很好", "明天下雨吗", "手机充电慢"]
@@ -79,3 +83,21 @@ def test_errors_are_one_line_and_exit_2(folders, capsys, args, message):
 def test_missing_model_folder(tmp_path, capsys):
     assert cli_main(["synonyms", "查询", "--model", str(tmp_path / "none")]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, code, stream", [
+    (["--help"], 0, "stdout"),
+    (["similar", "--help"], 0, "stdout"),
+    (["similar", "查询"], 2, "stderr"),  # argparse error: --model and --index missing
+    (["frobnicate"], 2, "stderr"),
+])
+def test_help_and_usage_errors_do_not_import_tensorflow(args, code, stream):
+    # A fresh interpreter: this test process has imported TensorFlow already.
+    probe = ("import sys\nfrom bert4sim.cli import main\n"
+             f"try:\n    main({args!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
+             "heavy = sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules)\n"
+             "print('HEAVY', heavy, 'CODE', code, file=sys.stderr)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert f"HEAVY [] CODE {code}" in done.stderr, done.stderr
+    assert "usage: bert4sim" in getattr(done, stream)

@@ -35,6 +35,14 @@ def test_encode_order_normalisation_and_batching(sim):
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 
+def test_progress_bar_only_when_asked_or_long(sim, capsys):
+    sim.encode(CORPUS, batch_size=3, show_progress=True)
+    assert "7/7" in capsys.readouterr().out  # keras.utils.Progbar's counter
+    sim.encode(CORPUS, batch_size=3)  # default: shown from 10000 texts on
+    sim.encode(CORPUS, batch_size=3, show_progress=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_most_similar_ranks_itself_first_and_respects_topn(sim):
     sim.build_index(CORPUS)
     results = sim.most_similar("信用卡怎么注销", topn=3)
