@@ -82,7 +82,8 @@ class SimBERTTrainer(keras.Model):
     replaced by the distillation loss (RoFormer-Sim stage 2). The MLM head is
     only applied to the positions that are predicted, which is where the
     training time goes with large vocabularies; the loss equals the full
-    computation. ``fit`` logs ``seq2seq_loss`` and ``similarity_loss``.
+    computation. ``fit`` logs ``seq2seq_loss`` and ``similarity_loss`` (``distillation_loss``
+    with a teacher).
 
     Example:
         >>> bert = build_transformer_model(config, ckpt, application="unilm", with_pool="linear",
@@ -112,7 +113,9 @@ class SimBERTTrainer(keras.Model):
             teacher.trainable = False
         self.distillation_weight = distillation_weight
         self.seq2seq_tracker = keras.metrics.Mean(name="seq2seq_loss")
-        self.similarity_tracker = keras.metrics.Mean(name="similarity_loss")
+        # stage 2 replaces the contrastive term by distillation: log it under its own name
+        self.similarity_tracker = keras.metrics.Mean(
+            name="similarity_loss" if teacher is None else "distillation_loss")
         self.built = True  # every weight already exists (the backbone is built)
 
     def call(self, inputs, training=None):
@@ -216,16 +219,23 @@ def triplet_loss(anchor, positive, negative, margin=1.0):
 
 
 def multiple_negatives_ranking_loss(u, v, negatives=None, scale=20.0):
-    """In-batch negatives: row i of scale·cos(u, [v; negatives]) should pick column i.
+    """In-batch negatives: row i of scale·cos(u, [v; negatives_1; ...; negatives_k]) should pick column i.
 
     Softmax cross-entropy, anchors to candidates only (not symmetric), as
-    sentence-transformers' MultipleNegativesRankingLoss; ``negatives`` (one
-    hard negative per row, optional) are appended as extra candidate columns.
+    sentence-transformers' MultipleNegativesRankingLoss. ``negatives``: None
+    (k = 0), one ``[batch, dim]`` tensor (k = 1), or a list of k such tensors
+    (k hard negatives per anchor); each adds ``batch`` candidate columns
+    after the positives, in order.
 
     Example:
         >>> multiple_negatives_ranking_loss(question_vectors, answer_vectors)
+        >>> multiple_negatives_ranking_loss(q, a, [hard_negative_1, hard_negative_2])
     """
-    candidates = _unit(v) if negatives is None else ops.concatenate([_unit(v), _unit(negatives)], axis=0)
+    if negatives is None:
+        negatives = []
+    elif not isinstance(negatives, (list, tuple)):
+        negatives = [negatives]
+    candidates = ops.concatenate([_unit(c) for c in [v, *negatives]], axis=0)
     scores = ops.matmul(_unit(u), ops.transpose(candidates)) * scale
     labels = ops.arange(ops.shape(scores)[0])
     return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=True))
@@ -267,8 +277,8 @@ class SentenceBERTTrainer(keras.Model):
       W·[u; v; |u−v|] (``num_labels`` classes).
     - ``'regression'``: texts (a, b), y = score in [0, 1]; MSE of the cosine.
     - ``'triplet'``: texts (anchor, positive, negative); Euclidean, ``margin`` 1.
-    - ``'mnrl'``: texts (a, b) of positive pairs, or (a, b, hard negative); in-batch
-      negatives, ``scale`` 20.
+    - ``'mnrl'``: texts (a, b) of positive pairs, or (a, b, negative_1, ..., negative_k);
+      in-batch negatives plus k hard negatives per pair, ``scale`` 20.
     - ``'cosent'``: texts (a, b), y = score; CoSENT, ``scale`` 20.
 
     Example:
@@ -278,7 +288,7 @@ class SentenceBERTTrainer(keras.Model):
     """
 
     OBJECTIVES = ("classification", "regression", "triplet", "mnrl", "cosent")
-    TEXTS = {"classification": (2,), "regression": (2,), "triplet": (3,), "mnrl": (2, 3), "cosent": (2,)}
+    TEXTS = {"classification": (2,), "regression": (2,), "triplet": (3,), "mnrl": None, "cosent": (2,)}
 
     def __init__(self, encoder, objective, num_labels=2, margin=1.0, scale=20.0, **kwargs):
         super().__init__(**kwargs)
@@ -297,9 +307,12 @@ class SentenceBERTTrainer(keras.Model):
 
     def call(self, inputs, training=None):
         inputs = list(inputs)
-        texts = len(inputs) / 2
-        if texts not in self.TEXTS[self.objective]:
-            wanted = " or ".join(str(2 * n) for n in self.TEXTS[self.objective])
+        allowed = self.TEXTS[self.objective]
+        if allowed is None:  # mnrl: anchor, positive, then any number of hard negatives
+            valid, wanted = len(inputs) >= 4 and len(inputs) % 2 == 0, "an even number (at least 4) of"
+        else:
+            valid, wanted = len(inputs) / 2 in allowed, " or ".join(str(2 * n) for n in allowed)
+        if not valid:
             raise ValueError(f"objective {self.objective!r} takes {wanted} input arrays (token_ids, segment_ids per "
                              f"text), got {len(inputs)}")
         return [self.encoder([inputs[i], inputs[i + 1]], training=training) for i in range(0, len(inputs), 2)]
@@ -317,8 +330,7 @@ class SentenceBERTTrainer(keras.Model):
         if self.objective == "triplet":
             return triplet_loss(vectors[0], vectors[1], vectors[2], self.margin)
         if self.objective == "mnrl":
-            negatives = vectors[2] if len(vectors) == 3 else None
-            return multiple_negatives_ranking_loss(vectors[0], vectors[1], negatives, self.scale)
+            return multiple_negatives_ranking_loss(vectors[0], vectors[1], list(vectors[2:]), self.scale)
         return cosent_loss(vectors[0], vectors[1], y, self.scale)
 
 

@@ -166,18 +166,32 @@ class FusedAdamW(keras.optimizers.AdamW):
         )
 
 
-def make_optimizer(learning_rate=1e-5, total_steps=None, warmup_ratio=0.1, weight_decay=0.01, clipnorm=None):
+def make_optimizer(learning_rate=1e-5, total_steps=None, warmup_ratio=0.1, weight_decay=0.01, clipnorm=None,
+                   global_clipnorm=None):
     """AdamW (:class:`FusedAdamW`), with a linear warm-up/decay schedule when ``total_steps`` is given.
 
     LayerNorm parameters and biases are excluded from weight decay.
+    ``global_clipnorm`` rescales all gradients together so that their global
+    norm is at most that value (what HF's Trainer ``max_grad_norm`` and
+    sentence-transformers' ``fit`` do, both 1.0); ``clipnorm`` clips each
+    variable's gradient on its own. Keras clips before ``update_step``, so
+    the fused update sees the clipped gradients. Without ``total_steps`` the
+    learning rate is constant (SimBERT's and RoFormer-Sim's scripts).
 
     Example:
-        >>> optimizer = make_optimizer(2e-5, total_steps=1000, warmup_ratio=0.1)
+        >>> optimizer = make_optimizer(2e-5, total_steps=1000, warmup_ratio=0.1, global_clipnorm=1.0)
     """
+    for name, value in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+    if clipnorm is not None and global_clipnorm is not None:
+        raise ValueError("give clipnorm (per variable) or global_clipnorm (all variables), not both")
     rate = learning_rate
     if total_steps:
         rate = LinearWarmupDecay(learning_rate, total_steps, int(total_steps * warmup_ratio))
-    optimizer = FusedAdamW(learning_rate=rate, weight_decay=weight_decay, clipnorm=clipnorm)
+    as_float = lambda value: None if value is None else float(value)  # noqa: E731 (numpy float64 breaks Keras)
+    optimizer = FusedAdamW(learning_rate=rate, weight_decay=weight_decay, clipnorm=as_float(clipnorm),
+                           global_clipnorm=as_float(global_clipnorm))
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 

@@ -53,6 +53,28 @@ def test_multiple_negatives_ranking_in_batch_and_hard_negatives():
     assert value(multiple_negatives_ranking_loss(V, U)) != pytest.approx(value(multiple_negatives_ranking_loss(U, V)))
 
 
+def sentence_transformers_mnrl(anchors, *candidates, scale=20.0):
+    """numpy version of sentence-transformers' formula: scores = scale * cos(anchors, cat(candidates))."""
+    scores = unit(anchors) @ np.concatenate([unit(c) for c in candidates]).T * scale
+    log_softmax = scores - np.array([np_logsumexp(row) for row in scores])[:, None]
+    return -np.mean(log_softmax[np.arange(len(anchors)), np.arange(len(anchors))])
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 4])
+def test_multiple_negatives_ranking_with_k_hard_negatives_matches_the_formula(k):
+    rng = np.random.default_rng(k)
+    anchors, positives = (rng.standard_normal((6, 8)).astype("float32") for _ in range(2))
+    negatives = [rng.standard_normal((6, 8)).astype("float32") for _ in range(k)]
+    expected = sentence_transformers_mnrl(anchors, positives, *negatives)
+    assert value(multiple_negatives_ranking_loss(anchors, positives, negatives)) == pytest.approx(expected, rel=1e-5)
+    assert value(multiple_negatives_ranking_loss(anchors, positives, negatives, scale=7.0)) == pytest.approx(
+        sentence_transformers_mnrl(anchors, positives, *negatives, scale=7.0), rel=1e-5)
+    if k:  # the order of the negative columns does not matter, each one does
+        assert value(multiple_negatives_ranking_loss(anchors, positives, negatives[::-1])) == pytest.approx(
+            expected, rel=1e-5)
+        assert value(multiple_negatives_ranking_loss(anchors, positives, negatives[:-1])) != pytest.approx(expected)
+
+
 def test_cosent_over_ordered_pairs():
     cos = (unit(U) * unit(V)).sum(1) * 20
     terms = [cos[j] - cos[i] for i in range(5) for j in range(5) if SCORES[i] > SCORES[j]]
@@ -92,7 +114,8 @@ def test_trainer_loss_equals_the_function_on_encoder_vectors(encoder):
              ("cosent", (a, b), scores, cosent_loss(u, v, scores)),
              ("triplet", (a, b, c), None, triplet_loss(u, v, w)),
              ("mnrl", (a, b), None, multiple_negatives_ranking_loss(u, v)),
-             ("mnrl", (a, b, c), None, multiple_negatives_ranking_loss(u, v, w))]
+             ("mnrl", (a, b, c), None, multiple_negatives_ranking_loss(u, v, w)),
+             ("mnrl", (a, b, c, a), None, multiple_negatives_ranking_loss(u, v, [w, u]))]
     for objective, texts, y, expected in cases:
         trainer = SentenceBERTTrainer(encoder, objective)
         x = tuple(array for text in texts for array in text)
@@ -113,5 +136,7 @@ def test_trainer_errors(encoder):
     a = batch(2)
     with pytest.raises(ValueError, match="objective 'triplet' takes 6 input arrays .* got 4"):
         SentenceBERTTrainer(encoder, "triplet")(a + a)
+    with pytest.raises(ValueError, match="objective 'mnrl' takes an even number \\(at least 4\\) of input arrays .* got 2"):
+        SentenceBERTTrainer(encoder, "mnrl")(a)
     with pytest.raises(ValueError, match="objective 'cosent' needs targets y"):
         SentenceBERTTrainer(encoder, "cosent").compute_loss(a + a, None)

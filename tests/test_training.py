@@ -124,6 +124,47 @@ def test_fused_adamw_matches_keras_adamw_step_by_step():
     assert type(restored) is FusedAdamW and restored.weight_decay == 0.01
 
 
+def first_moment_norms(optimizer):
+    """Per-variable norms of the gradients the first Adam step saw: m_1 = (1 - beta_1) * g."""
+    return np.array([np.linalg.norm(m.numpy()) / (1 - optimizer.beta_1) for m in optimizer._momentums])
+
+
+@pytest.mark.parametrize("clip", ["global_clipnorm", "clipnorm", None])
+def test_make_optimizer_clipping_bounds_the_gradient_the_fused_update_sees(clip):
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.standard_normal(shape).astype("float32")) for shape in [(6, 4), (4,), (3, 5)]]
+    gradients = [tf.constant(rng.standard_normal(v.shape).astype("float32") * 100) for v in variables]
+    raw = np.array([np.linalg.norm(g.numpy()) for g in gradients])
+    optimizer = make_optimizer(1e-3, weight_decay=0.0, **({clip: 1.0} if clip else {}))
+    optimizer.apply(gradients, variables)
+    seen = first_moment_norms(optimizer)
+    if clip == "global_clipnorm":  # all gradients scaled by one factor so that the global norm is 1
+        assert np.sqrt(np.sum(seen ** 2)) == pytest.approx(1.0, rel=1e-4)
+        np.testing.assert_allclose(seen / raw, seen[0] / raw[0], rtol=1e-4)
+    elif clip == "clipnorm":  # each variable's gradient on its own
+        np.testing.assert_allclose(seen, 1.0, rtol=1e-4)
+    else:
+        np.testing.assert_allclose(seen, raw, rtol=1e-4)
+
+
+def test_clipping_applies_inside_fit_and_arguments_are_checked():
+    bert = tiny_bert(dropout_rate=0.0)
+    trainer = SimBERTTrainer(bert)
+    x = pair_batch(rows=8, seed=3)
+    with tf.GradientTape() as tape:
+        loss = trainer.compute_loss(x, training=True)
+    gradients = tape.gradient(loss, trainer.trainable_variables)
+    raw = np.sqrt(sum(float(tf.reduce_sum(tf.convert_to_tensor(g) ** 2)) for g in gradients))
+    assert raw > 0.5  # the test means something: the bound below is well under the raw norm
+    trainer.compile(optimizer=make_optimizer(1e-3, weight_decay=0.0, global_clipnorm=raw / 10))
+    trainer.fit(tf.data.Dataset.from_tensors((x,)), epochs=1, verbose=0)
+    assert np.sqrt(np.sum(first_moment_norms(trainer.optimizer) ** 2)) <= raw / 10 * (1 + 1e-4)
+    with pytest.raises(ValueError, match="not both"):
+        make_optimizer(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="global_clipnorm must be a positive number or None, got 0"):
+        make_optimizer(global_clipnorm=0)
+
+
 def test_fused_adamw_takes_keras_update_for_sparse_gradients():
     from bert4sim.training import FusedAdamW
 
