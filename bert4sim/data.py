@@ -59,15 +59,29 @@ def sample_pair(group, rng):
     return group[first], group[second]
 
 
-def truncate_sentence(text, maxlen):
-    """SimBERT's cut: the first piece of ``text`` split at punctuation into pieces of ≤ ``maxlen - 2`` chars.
+def truncate_sentence(text, maxlen, max_chars=None):
+    """The first piece of ``text`` split at punctuation into pieces of ≤ ``max_chars`` characters.
+
+    ``max_chars`` defaults to ``maxlen - 2`` (SimBERT's cut); RoFormer-Sim's
+    scripts cut at ``1.2 * maxlen`` characters (see :func:`roformer_sim_cut`).
 
     Example:
         >>> truncate_sentence("我想注销信用卡，请问要去柜台吗？还是网上就行", 16)
         '我想注销信用卡'
     """
-    piece = text_segmentate(text, maxlen - 2, "\n。！？!?；;，, ", "；;，, ")[0]
+    limit = maxlen - 2 if max_chars is None else max_chars
+    piece = text_segmentate(text, limit, "\n。！？!?；;，, ", "；;，, ")[0]
     return piece or text
+
+
+def roformer_sim_cut(text, maxlen):
+    """RoFormer-Sim's cut of a long sentence: its first punctuation piece of ≤ ``1.2 * maxlen`` characters.
+
+    Example:
+        >>> roformer_sim_cut("我想注销信用卡，请问要去柜台吗？还是网上就行", 10)
+        '我想注销信用卡'
+    """
+    return truncate_sentence(text, maxlen, max_chars=1.2 * maxlen)
 
 
 def encode_pair(tokenizer, first, second, maxlen):
@@ -151,6 +165,176 @@ def to_dataset(batches, extra_inputs=0):
         output_signature=(spec,),
     )
     return dataset.prefetch(2)
+
+
+# --- Interleaving sources ---
+
+
+def interleave(sources, ratio=None, seed=0):
+    """Endless ``(source_index, item)`` from several lists, taking ``ratio[k]`` items of source k in turn.
+
+    Each source is reshuffled at every pass over it (independently of the
+    others), so a small source repeats while a large one is still going: a
+    1:1 mix means one item of each in turn, whatever the sizes — how the
+    RoFormer-Sim scripts mix question groups with general pairs (stage 1) and
+    similarity pairs with NLI pairs (supervised stage).
+
+    Example:
+        >>> stream = interleave([groups, general_pairs], ratio=(1, 1))
+        >>> [next(stream)[0] for _ in range(4)]
+        [0, 1, 0, 1]
+    """
+    sources = list(sources)
+    ratio = [1] * len(sources) if ratio is None else list(ratio)
+    if not sources or len(ratio) != len(sources):
+        raise ValueError(f"need one ratio entry per source: {len(sources)} source(s), ratio {ratio}")
+    if any(not isinstance(r, (int, np.integer)) or r < 0 for r in ratio) or not sum(ratio):
+        raise ValueError(f"ratio must be non-negative whole numbers, not all 0, got {ratio}")
+    for index, (source, r) in enumerate(zip(sources, ratio)):
+        if r and not len(source):
+            raise ValueError(f"source {index} is empty but its ratio is {r}")
+    rng = np.random.default_rng(seed)
+
+    def endless(source):
+        while True:
+            for i in rng.permutation(len(source)):
+                yield source[i]
+
+    streams = [endless(source) for source in sources]
+    while True:
+        for index, r in enumerate(ratio):
+            for _ in range(r):
+                yield index, next(streams[index])
+
+
+def parse_ratio(text):
+    """``'1:1'`` / ``'2:1'`` → ``(1, 1)`` / ``(2, 1)``; a clear error otherwise.
+
+    Example:
+        >>> parse_ratio("2:1")
+        (2, 1)
+    """
+    try:
+        ratio = tuple(int(part) for part in str(text).split(":"))
+    except ValueError:
+        ratio = ()
+    if len(ratio) < 2 or any(r < 0 for r in ratio) or not sum(ratio):
+        raise ValueError(f"ratio must look like 1:1 (whole numbers, not all 0), got {text!r}")
+    return ratio
+
+
+# --- Labelled pairs and NLI (RoFormer-Sim's supervised stage) ---
+
+NLI_LABELS = ("contradiction", "entailment", "neutral")  # labels 2, 3, 4 in RoFormer-Sim's supervised script
+
+
+def read_labelled_pairs(path, threshold=0.5):
+    """LCQMC-style ``text_a<TAB>text_b<TAB>label`` rows as ``[(a, b, 0 or 1), ...]``.
+
+    The label is ``float(label) > threshold``: 0.5 for 0/1 sets (LCQMC,
+    ATEC, BQ, PAWSX), 2.5 for 0-5 scored sets such as STS-B (the thresholds
+    of RoFormer-Sim's supervised script). Errors name the file and line.
+
+    Example:
+        >>> read_labelled_pairs("examples/data/pairs_train.tsv")[0]
+        ('高龄补贴怎么申请', '怎么申请法律援助', 0)
+        >>> read_labelled_pairs("examples/data/sts_train.tsv", threshold=2.5)
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pairs file not found: {path}")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            where = f"{path}:{line_number}"
+            if len(fields) != 3:
+                raise ValueError(f"{where}: expected text_a<TAB>text_b<TAB>label, got {len(fields)} field(s)")
+            a, b, label = (field.strip() for field in fields)
+            if not a or not b:
+                raise ValueError(f"{where}: empty sentence")
+            try:
+                score = float(label)
+            except ValueError:
+                raise ValueError(f"{where}: label must be a number, got {label!r}") from None
+            if not np.isfinite(score):
+                raise ValueError(f"{where}: label must be a finite number, got {label!r}")
+            pairs.append((a, b, int(score > threshold)))
+    if not pairs:
+        raise ValueError(f"pairs file {path} holds no pairs")
+    return pairs
+
+
+def read_nli_pairs(path, labels=NLI_LABELS, first_label=2):
+    """CNSD/SNLI-style JSON lines ``{"sentence1", "sentence2", "gold_label"}`` as ``[(s1, s2, label), ...]``.
+
+    ``label = first_label + labels.index(gold_label)`` (2 contradiction,
+    3 entailment, 4 neutral, as RoFormer-Sim's supervised script numbers
+    them); rows whose ``gold_label`` is not one of ``labels`` (SNLI's ``"-"``,
+    no consensus) are skipped, as there. Errors name the file and line.
+
+    Example:
+        >>> read_nli_pairs("examples/data/nli_train.jsonl")[0]
+        ('两个孩子在公园里踢足球', '孩子们在户外运动', 3)
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"NLI file not found: {path}")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object with sentence1, sentence2, gold_label")
+            for key in ("sentence1", "sentence2", "gold_label"):
+                if not isinstance(record.get(key), str):
+                    raise ValueError(f"{where}: {key!r} must be a string, got {record.get(key)!r}")
+            if record["gold_label"] not in labels:
+                continue
+            a, b = record["sentence1"].strip(), record["sentence2"].strip()
+            if not a or not b:
+                raise ValueError(f"{where}: empty sentence")
+            pairs.append((a, b, first_label + labels.index(record["gold_label"])))
+    if not pairs:
+        raise ValueError(f"NLI file {path} holds no pair labelled {' / '.join(labels)}")
+    return pairs
+
+
+def labelled_pair_batches(examples, tokenizer, batch_size, maxlen=64, length=None):
+    """Batches ``((token_ids, segment_ids), labels)`` of sentence pairs: rows 2i and 2i+1 are pair i.
+
+    ``examples`` yields ``(a, b, label)`` (e.g. ``(index, example)`` from
+    :func:`interleave`, whose index is dropped); ``batch_size`` counts rows
+    (two per pair, as the original scripts count), ``labels`` has one entry
+    per pair. Each sentence is cut at punctuation (:func:`roformer_sim_cut`)
+    and encoded alone, ``[CLS] text [SEP]`` of at most ``maxlen`` tokens.
+    ``length`` pads every batch to that many tokens (default: the longest row).
+
+    Example:
+        >>> stream = (example for _, example in interleave([pairs, nli]))
+        >>> (token_ids, segment_ids), labels = next(labelled_pair_batches(stream, tokenizer, 192))
+    """
+    if batch_size < 2 or batch_size % 2:
+        raise ValueError(f"batch_size must be even and at least 2 (two rows per pair), got {batch_size}")
+    examples = iter(examples)
+    while True:
+        token_ids, labels = [], []
+        for _ in range(batch_size // 2):
+            try:
+                a, b, label = next(examples)
+            except StopIteration:
+                return
+            for text in (a, b):
+                token_ids.append(tokenizer.encode(roformer_sim_cut(text, maxlen), maxlen=maxlen)[0])
+            labels.append(label)
+        token_ids = sequence_padding(token_ids, length).astype("int32")
+        yield (token_ids, np.zeros_like(token_ids)), np.array(labels, dtype="int32")
 
 
 # --- RoFormer-Sim: BART-style noise and pair mining ---

@@ -5,6 +5,7 @@ model whose ``compute_loss`` adds them up and logs each part as a metric,
 so training is ordinary ``model.fit`` under any ``tf.distribute`` strategy.
 """
 import keras
+import numpy as np
 from keras import ops
 
 # --- SimBERT ---
@@ -332,6 +333,90 @@ class SentenceBERTTrainer(keras.Model):
         if self.objective == "mnrl":
             return multiple_negatives_ranking_loss(vectors[0], vectors[1], list(vectors[2:]), self.scale)
         return cosent_loss(vectors[0], vectors[1], y, self.scale)
+
+
+# --- RoFormer-Sim supervised stage ---
+
+
+def paired_rows_features(vectors):
+    """``[u; v; |u − v|]`` of consecutive rows: rows 2i, 2i+1 hold pair i's sentence vectors.
+
+    Example:
+        >>> features = paired_rows_features(encoder([token_ids, segment_ids]))   # [batch / 2, 3 * hidden]
+    """
+    return ops.concatenate([vectors[::2], vectors[1::2], ops.abs(vectors[::2] - vectors[1::2])], axis=-1)
+
+
+def task_masked_crossentropy(labels, logits, similarity_classes=2):
+    """RoFormer-Sim's supervised loss: softmax cross-entropy over one task's logits only.
+
+    ``logits`` ``[batch, classes]``: columns ``0..similarity_classes-1`` are
+    the binary similarity task (labels 0/1), the others NLI (labels 2, 3, 4).
+    A row whose label is a similarity label has its NLI logits masked out
+    (−1e12), and the other way round, so each row is a softmax over its own
+    task's classes. Mean over rows, float32.
+
+    Example:
+        >>> task_masked_crossentropy(np.array([1, 3]), logits)   # a similar pair, an entailment pair
+    """
+    logits = ops.cast(logits, "float32")
+    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    classes = ops.shape(logits)[-1]
+    nli_columns = ops.cast(ops.arange(classes) >= similarity_classes, "float32")[None, :]
+    is_similarity = ops.cast(labels < similarity_classes, "float32")[:, None]
+    other_task = is_similarity * nli_columns + (1.0 - is_similarity) * (1.0 - nli_columns)
+    cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, logits - other_task * 1e12, from_logits=True)
+    return ops.mean(cross_entropy)
+
+
+def task_masked_predictions(labels, logits, similarity_classes=2):
+    """The predicted class of each row, chosen among the classes of its own task (as the loss sees them).
+
+    Example:
+        >>> accuracy = np.mean(task_masked_predictions(labels, logits) == labels)
+    """
+    labels = np.asarray(labels).reshape(-1)
+    logits = np.array(logits, dtype="float32")
+    nli = np.arange(logits.shape[-1]) >= similarity_classes
+    logits[np.where((labels < similarity_classes)[:, None], nli[None, :], ~nli[None, :])] = -np.inf
+    return logits.argmax(-1)
+
+
+class SupervisedSimTrainer(keras.Model):
+    """RoFormer-Sim's supervised stage: one bias-free linear layer over ``[u; v; |u − v|]``, task-masked CE.
+
+    ``encoder`` maps ``[token_ids, segment_ids]`` to sentence vectors (the
+    linear pooler of a RoFormer(-Sim) checkpoint). Batches are
+    ``((token_ids, segment_ids), labels)`` from
+    :func:`bert4sim.data.labelled_pair_batches`: rows 2i and 2i+1 are pair
+    i, ``labels`` has one entry per pair, 0/1 for similarity sets and 2-4 for
+    NLI. The classifier (``Dense(num_classes, use_bias=False)``) is only
+    needed for training; the encoder is what is kept.
+
+    Example:
+        >>> trainer = SupervisedSimTrainer(encoder)
+        >>> trainer.compile(optimizer=make_optimizer(2e-5, weight_decay=0.01))
+        >>> trainer.fit(dataset, steps_per_epoch=1000)
+    """
+
+    def __init__(self, encoder, num_classes=5, similarity_classes=2, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < similarity_classes < num_classes:
+            raise ValueError(f"need 0 < similarity_classes ({similarity_classes}) < num_classes ({num_classes})")
+        self.encoder, self.similarity_classes = encoder, similarity_classes
+        self.classifier = keras.layers.Dense(num_classes, use_bias=False, name="classifier")
+        self.classifier.build((None, 3 * encoder.outputs[0].shape[-1]))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        vectors = self.encoder(list(inputs)[:2], training=training)
+        return self.classifier(paired_rows_features(vectors))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y is None:
+            raise ValueError("SupervisedSimTrainer needs labels y (one per pair: 0/1 similarity, 2-4 NLI)")
+        logits = y_pred if y_pred is not None else self(x, training=training)
+        return per_replica_loss(task_masked_crossentropy(y, logits, self.similarity_classes))
 
 
 # --- RetroMAE ---
