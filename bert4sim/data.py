@@ -3,6 +3,7 @@
 The SimBERT corpus format is JSON lines ``{"text": str, "synonyms": [str, ...]}``
 (one group of similar sentences a line), as the released SimBERT scripts read.
 """
+import itertools
 import json
 import os
 
@@ -315,6 +316,7 @@ def labelled_pair_batches(examples, tokenizer, batch_size, maxlen=64, length=Non
     per pair. Each sentence is cut at punctuation (:func:`roformer_sim_cut`)
     and encoded alone, ``[CLS] text [SEP]`` of at most ``maxlen`` tokens.
     ``length`` pads every batch to that many tokens (default: the longest row).
+    A finite ``examples`` ends with a smaller last batch.
 
     Example:
         >>> stream = (example for _, example in interleave([pairs, nli]))
@@ -322,19 +324,17 @@ def labelled_pair_batches(examples, tokenizer, batch_size, maxlen=64, length=Non
     """
     if batch_size < 2 or batch_size % 2:
         raise ValueError(f"batch_size must be even and at least 2 (two rows per pair), got {batch_size}")
-    examples = iter(examples)
-    while True:
+    examples, finished = iter(examples), False
+    while not finished:
         token_ids, labels = [], []
-        for _ in range(batch_size // 2):
-            try:
-                a, b, label = next(examples)
-            except StopIteration:
-                return
+        for a, b, label in itertools.islice(examples, batch_size // 2):
             for text in (a, b):
                 token_ids.append(tokenizer.encode(roformer_sim_cut(text, maxlen), maxlen=maxlen)[0])
             labels.append(label)
-        token_ids = sequence_padding(token_ids, length).astype("int32")
-        yield (token_ids, np.zeros_like(token_ids)), np.array(labels, dtype="int32")
+        finished = len(labels) < batch_size // 2
+        if labels:
+            token_ids = sequence_padding(token_ids, length).astype("int32")
+            yield (token_ids, np.zeros_like(token_ids)), np.array(labels, dtype="int32")
 
 
 # --- RoFormer-Sim: BART-style noise and pair mining ---

@@ -12,6 +12,9 @@ examples/simbert.py as teacher (trained first if checkpoints/simbert_demo is mis
     python examples/roformer_sim.py --word-level      # jieba words + chars vocabulary built from the data
     python examples/roformer_sim.py --general-corpus examples/data/corpus.txt --mine-threshold 0.7
     python examples/roformer_sim.py --micro           # seconds (CI)
+
+The supervised stage that made the released "-ft" checkpoints (labelled similarity pairs + NLI, a
+5-way head over [u; v; |u-v|]) is examples/roformer_sim_supervised.py.
 """
 import argparse
 import os

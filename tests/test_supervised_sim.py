@@ -115,6 +115,9 @@ def test_labelled_pair_batches_put_pairs_on_consecutive_rows():
     assert token_ids.shape == (4, 5) and not segment_ids.any()
     np.testing.assert_array_equal(labels, [1, 3])
     assert list(token_ids[0][:4]) == tokenizer.encode("甲乙")[0] and list(token_ids[3][:3]) == tokenizer.encode("庚")[0]
+    (last, _), labels = next(batches)  # a finite stream ends with a smaller batch
+    assert last.shape == (2, 3) and list(labels) == [0]
+    assert next(batches, None) is None
     assert roformer_sim_cut("甲乙丙丁戊，己庚辛甲乙丙丁", 5) == "甲乙丙丁戊"
     with pytest.raises(ValueError, match="batch_size must be even"):
         next(labelled_pair_batches(iter(examples), tokenizer, batch_size=3))
