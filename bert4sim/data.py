@@ -503,41 +503,82 @@ def pack_sentences(passages, max_chars, separators=SENTENCE_SEPARATORS):
     return texts
 
 
-def _sample_count(rate, available, rng):
-    """How many of ``available`` positions to hide: ``rate * available`` rounded up or down at random.
+def whole_words(tokens):
+    """Positions of the words of ``[CLS] ... [SEP]`` tokens: ``##`` pieces join the word before them.
 
-    The expected count is exactly ``rate * available``, so short texts are
-    not masked more (or less) than the rate says.
+    ``[CLS]``, ``[SEP]`` (and ``[PAD]``) are no word. These are the units the
+    RetroMAE reference masks (Hugging Face's whole-word-mask collator).
+
+    Example:
+        >>> whole_words(["[CLS]", "信", "用", "card", "##s", "[SEP]"])
+        [[1], [2], [3, 4]]
     """
-    scaled = rate * available
-    return int(np.floor(scaled)) + int(rng.random() < scaled - np.floor(scaled))
+    words = []
+    for position, token in enumerate(tokens):
+        if token in ("[CLS]", "[SEP]", "[PAD]"):
+            continue
+        if words and token.startswith("##"):
+            words[-1].append(position)
+        else:
+            words.append([position])
+    return words
 
 
-def sample_decoder_mask(length, rate, rng, padded_length=None):
-    """RetroMAE's position-specific decoder attention mask: bool ``[padded_length, padded_length]``.
+def sample_whole_word_mask(words, length, rate, rng):
+    """Bool ``[length]``: whole words hidden until ``round(rate * length)`` positions are (at least 1).
 
-    For a text of ``length`` tokens (``[CLS]`` at 0), row ``i`` (a query)
-    always sees column 0 (the sentence vector), never sees column ``i``
-    (for ``i >= 1``), and of the other real positions ``1..length-1`` it
-    hides a random subset of ``rate * count`` of them (rounded up or down at
-    random, so each is hidden with probability ``rate``), drawn anew for
-    every row. Padding columns are hidden; padding rows see column 0 only.
+    The reference's rule: the count is taken over all ``length`` positions,
+    ``[CLS]``/``[SEP]`` included (Python's ``round``, halves to even), words
+    are tried in random order and one that would overshoot the count is
+    skipped. So a text of n characters gets ``round(rate * (n + 2))`` hidden
+    (40 % at n = 10 and rate 0.3), and ``[CLS]``/``[SEP]`` never are.
+
+    Example:
+        >>> sample_whole_word_mask([[1], [2], [3]], 5, 0.5, np.random.default_rng(0)).sum()
+        2
+    """
+    target = max(1, round(length * rate))
+    hidden = np.zeros(length, dtype=bool)
+    count = 0
+    for index in rng.permutation(len(words)):
+        if count >= target:
+            break
+        if count + len(words[index]) > target:
+            continue
+        hidden[words[index]] = True
+        count += len(words[index])
+    return hidden
+
+
+def sample_decoder_mask(length, rate, rng, padded_length=None, words=None, pool_size=256):
+    """RetroMAE's position-specific decoder attention mask, as the reference samples it: bool ``[P, P]``.
+
+    For a text of ``length`` tokens (``[CLS]`` at 0, ``[SEP]`` last), the
+    reference draws ``min(length, pool_size)`` whole-word masks at ``rate``
+    (:func:`sample_whole_word_mask`); row ``i`` takes one of them at random
+    and also hides its own position ``i``. True = visible. So every row sees
+    the ``[CLS]`` column (the sentence vector) and the final ``[SEP]``
+    column except on the diagonal, and of the other text tokens about
+    ``1 - rate * (n + 2) / n`` stay visible (40 % at n = 10, rate 0.5).
+    ``words`` (default: one word per text token) are position groups from
+    :func:`whole_words`. Padding columns are hidden; padding rows see column
+    0 only (so their softmax stays finite; they carry no label).
 
     Example:
         >>> mask = sample_decoder_mask(6, 0.5, np.random.default_rng(0), padded_length=8)
-        >>> mask[:, 0].all(), mask[3, 3]
-        (True, False)
+        >>> mask[1:, 0].all(), mask[3, 3], mask[:5, 5].all()
+        (True, False, True)
     """
     padded_length = length if padded_length is None else padded_length
     if length < 1 or padded_length < length:
         raise ValueError(f"need 1 <= length <= padded_length, got length={length}, padded_length={padded_length}")
+    words = [[i] for i in range(1, length - 1)] if words is None else words
+    pool = [sample_whole_word_mask(words, length, rate, rng) for _ in range(min(length, pool_size))]
     mask = np.zeros((padded_length, padded_length), dtype=bool)
-    mask[:, 0] = True
-    positions = np.arange(1, length)
-    for row in range(length):
-        others = positions[positions != row]
-        hidden = _sample_count(rate, len(others), rng)
-        mask[row, rng.permutation(others)[hidden:]] = True
+    mask[length:, 0] = True
+    for row, choice in enumerate(rng.integers(0, len(pool), size=length)):
+        mask[row, :length] = ~pool[choice]
+        mask[row, row] = False
     return mask
 
 
@@ -546,11 +587,14 @@ class RetroMAECollator:
 
     For each text (``[CLS] ... [SEP]``, cut to ``maxlen`` tokens):
 
-    - encoder: ``encoder_mask_rate * n`` of its ``n`` text tokens
-      (``[CLS]``/``[SEP]`` excluded; rounded up or down at random, at
-      least one) are picked; a pick becomes ``[MASK]``
-      (80 %), a random ordinary token (10 %) or stays (10 %);
-      ``encoder_labels`` holds the original id at picks, 0 elsewhere.
+    - encoder: whole words (``##`` pieces stay with their word) are picked
+      until ``round(encoder_mask_rate * (n + 2))`` of the ``n`` text tokens
+      are (at least one; [CLS]/[SEP] count in the total but are never
+      picked), by :func:`sample_whole_word_mask`, as the reference's
+      whole-word collator does; a pick becomes ``[MASK]`` (80 %), a random
+      token (10 %) or stays (10 %); ``encoder_labels`` holds the original id
+      at picks, 0 elsewhere. One difference from the reference: our random
+      token is never a special one (``[PAD]``, ``[CLS]``, ...).
     - decoder: ``decoder_token_ids`` are the original (unmasked) ids;
       ``decoder_attention_mask`` comes from :func:`sample_decoder_mask` at
       ``decoder_mask_rate``; ``decoder_labels`` hold every original text
@@ -594,15 +638,17 @@ class RetroMAECollator:
                              "including [CLS] and [SEP]")
         return ids
 
-    def mask_encoder_input(self, token_ids):
+    def _words(self, token_ids):
+        return whole_words([self.tokenizer.id_to_token(i) for i in token_ids])
+
+    def mask_encoder_input(self, token_ids, words=None):
         """``(masked_ids, labels)`` for one text's ids, by the encoder rule above."""
         masked, labels = list(token_ids), [0] * len(token_ids)
-        candidates = np.arange(1, len(token_ids) - 1)
-        count = _sample_count(self.encoder_mask_rate, len(candidates), self.rng)
-        if self.encoder_mask_rate > 0 and len(candidates):
-            count = max(count, 1)  # every text gets at least one MLM target, as in the reference
-        picks = self.rng.permutation(candidates)[:count]
-        for position in sorted(picks):
+        if self.encoder_mask_rate == 0:
+            return masked, labels
+        words = self._words(token_ids) if words is None else words
+        picks = np.flatnonzero(sample_whole_word_mask(words, len(token_ids), self.encoder_mask_rate, self.rng))
+        for position in picks:
             labels[position] = token_ids[position]
             draw = self.rng.random()
             if draw < 0.8:
@@ -618,11 +664,12 @@ class RetroMAECollator:
         length = max(len(ids) for ids in originals)
         encoder_ids, encoder_labels, decoder_labels, masks = [], [], [], []
         for ids in originals:
-            masked, labels = self.mask_encoder_input(ids)
+            words = self._words(ids)
+            masked, labels = self.mask_encoder_input(ids, words)
             encoder_ids.append(masked)
             encoder_labels.append(labels)
             decoder_labels.append([0] + list(ids[1:-1]) + [0])
-            masks.append(sample_decoder_mask(len(ids), self.decoder_mask_rate, self.rng, length))
+            masks.append(sample_decoder_mask(len(ids), self.decoder_mask_rate, self.rng, length, words))
         decoder_ids = sequence_padding(originals, length)
         return {
             "encoder_token_ids": sequence_padding(encoder_ids, length).astype("int32"),
