@@ -13,15 +13,16 @@ import sys
 
 
 def _model(args):
+    from bert4sim.precision import resolve_precision
     from bert4sim.similarity import SimilarityModel
 
     if not os.path.isdir(args.model):
         raise FileNotFoundError(f"model folder not found: {args.model}")
     if os.path.isfile(os.path.join(args.model, "bert_config.json")):
         return SimilarityModel.from_checkpoint(args.model, pooling=args.pooling, model=args.model_type,
-                                               precision=args.precision or "float32")
+                                               precision=args.precision)
     model = SimilarityModel.load(args.model)
-    if args.precision and args.precision != model.precision:
+    if resolve_precision(args.precision) != model.precision:
         model = SimilarityModel(model.tokenizer, model.encoder, model.seq2seq, model.maxlen, model.model_id,
                                 precision=args.precision)
     return model
@@ -64,8 +65,9 @@ def build_parser():
         p.add_argument("--pooling", default="pooler", choices=["pooler", "cls", "mean", "max"],
                        help="for checkpoint folders: how to get sentence vectors")
         p.add_argument("--model-type", default="bert", choices=["bert", "roformer"])
-        p.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
-                       help="bfloat16: about 2x faster encoding on CPUs with AMX (default: float32 / as saved)")
+        p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                       help="matrix products in bfloat16 or float32; auto (default): bfloat16 where it is faster "
+                            "on this CPU (AMX, or a one-off calibration cached in ~/.cache/bert4sim)")
 
     synonyms = sub.add_parser("synonyms", help="generate similar sentences (SimBERT / RoFormer-Sim)")
     synonyms.add_argument("text")

@@ -250,13 +250,18 @@ class SimilarityModel:
     ``seq2seq``: optional ``unilm`` model with MLM output (for
     ``gen_synonyms``). ``maxlen`` truncates inputs. ``precision="bfloat16"``
     runs the matrix products of the encoder's bert4sim layers in bfloat16
-    and the rest in float32 (1.6x faster encoding on CPUs with AMX; cosine
+    and the rest in float32 (1.6-1.8x faster encoding on CPUs with AMX and on
+    an AMD EPYC with AVX-512 BF16, 0.6x on an Intel Xeon without AMX; cosine
     to the float32 vectors ~0.9999; a bfloat16 copy of each kernel is kept
     and refreshed once per ``encode`` call, :class:`bert4sim.layers.CastKernels`):
     it switches those layers in place
     (:func:`bert4sim.layers.set_matmul_dtype`), so a ``seq2seq`` model
-    sharing them generates with bfloat16 products too. ``"float32"`` (the
-    default) switches them back to float32.
+    sharing them generates with bfloat16 products too. ``"float32"``
+    switches them back to float32. ``"auto"`` (the default) is bfloat16
+    only where it is faster on this machine
+    (:func:`bert4sim.precision.auto_precision`); ``self.precision`` is the
+    precision in use, ``"auto"`` is what :meth:`save` records so a saved
+    model decides again on the machine that loads it.
 
     A saved model folder (:meth:`save`) holds ``encoder.keras`` [+
     ``seq2seq.keras``], ``vocab.txt``, ``similarity_model.json`` (maxlen,
@@ -269,20 +274,24 @@ class SimilarityModel:
         >>> sim.build_index(corpus); sim.most_similar("怎么注销信用卡", topn=3)
     """
 
-    def __init__(self, tokenizer, encoder, seq2seq=None, maxlen=64, model_id=None, precision="float32"):
+    def __init__(self, tokenizer, encoder, seq2seq=None, maxlen=64, model_id=None, precision="auto"):
         import tensorflow as tf
 
-        if precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+        from bert4sim.precision import resolve_precision
+
         self.tokenizer, self.encoder, self.seq2seq, self.maxlen = tokenizer, encoder, seq2seq, maxlen
         self.model_id = model_id or _fingerprint(encoder)
-        self.precision = precision
+        self.requested_precision = precision
+        self.precision = precision = resolve_precision(precision)
         self.index = None
         from bert4sim.layers import CastKernels, set_matmul_dtype
 
         if not set_matmul_dtype(encoder, precision) and precision != "float32":
-            raise ValueError(f"precision={precision!r} needs an encoder made of bert4sim layers; {encoder.name!r} "
-                             "has none with a matmul_dtype option")
+            if self.requested_precision == "auto":  # nothing to switch: float32 is all it can run
+                self.precision = "float32"
+            else:
+                raise ValueError(f"precision={precision!r} needs an encoder made of bert4sim layers; "
+                                 f"{encoder.name!r} has none with a matmul_dtype option")
         # bfloat16 products: the kernels are cast once per encode() call, not once per batch.
         self._kernels = CastKernels(encoder)
 
@@ -437,7 +446,7 @@ class SimilarityModel:
             self.seq2seq.save(os.path.join(directory, "seq2seq.keras"))
         save_vocab(os.path.join(directory, "vocab.txt"), self.tokenizer.token_dict)
         meta = {"maxlen": self.maxlen, "do_lower_case": self.tokenizer._do_lower_case,
-                "model_id": self.model_id, "precision": self.precision, "format": "bert4sim-similarity-model-1"}
+                "model_id": self.model_id, "precision": self.requested_precision, "format": "bert4sim-similarity-model-1"}
         with open(os.path.join(directory, MODEL_META), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
         if self.index is not None:
@@ -465,14 +474,14 @@ class SimilarityModel:
         seq2seq = keras.models.load_model(seq2seq_path) if os.path.isfile(seq2seq_path) else None
         tokenizer = Tokenizer(os.path.join(directory, "vocab.txt"), do_lower_case=meta["do_lower_case"])
         model = cls(tokenizer, encoder, seq2seq, maxlen=meta["maxlen"], model_id=meta["model_id"],
-                    precision=meta.get("precision", "float32"))
+                    precision=meta.get("precision", "auto"))
         if os.path.isdir(os.path.join(directory, "index")):
             model.index = VectorIndex.load(os.path.join(directory, "index"))
         return model
 
     @classmethod
     def from_checkpoint(cls, directory, pooling="pooler", model="bert", with_seq2seq=None,
-                        do_lower_case=True, maxlen=64, checkpoint_prefix=None, precision="float32"):
+                        do_lower_case=True, maxlen=64, checkpoint_prefix=None, precision="auto"):
         """Build from a Google-format checkpoint folder (bert_config.json, vocab.txt, bert_model.ckpt).
 
         ``pooling``: ``'pooler'`` (SimBERT / RoFormer-Sim linear pooler),

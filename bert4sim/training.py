@@ -88,7 +88,9 @@ def set_precision(policy=None):
     ``None``/``'float32'``; ``'bfloat16'``: matrix products in bfloat16,
     everything else (weights, activations, LayerNorm, softmax, losses) in
     float32 — the fast choice on CPUs with AMX, where Keras's mixed
-    policies lose time to bfloat16 elementwise work; ``'mixed_bfloat16'`` /
+    policies lose time to bfloat16 elementwise work; ``'auto'``: bfloat16
+    products where they are faster on this machine, else float32
+    (:func:`bert4sim.precision.auto_precision`); ``'mixed_bfloat16'`` /
     ``'mixed_float16'``: Keras's global mixed-precision policy (GPUs). Call
     before building the model. Losses are computed in float32.
 
@@ -96,9 +98,13 @@ def set_precision(policy=None):
         >>> matmul_dtype = set_precision("bfloat16")   # 'bfloat16'; the Keras policy stays float32
         >>> bert = build_transformer_model(..., matmul_dtype=matmul_dtype)
     """
-    allowed = (None, "float32", "bfloat16", "mixed_bfloat16", "mixed_float16")
+    allowed = (None, "auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16")
     if policy not in allowed:
         raise ValueError(f"precision policy must be one of {allowed}, got {policy!r}")
+    if policy == "auto":
+        from bert4sim.precision import auto_precision
+
+        policy = auto_precision()
     keras.mixed_precision.set_global_policy("float32" if policy in (None, "bfloat16") else policy)
     return "bfloat16" if policy == "bfloat16" else None
 

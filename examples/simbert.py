@@ -38,8 +38,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-5 fine-tuning")
-    parser.add_argument("--precision", default=None, choices=["float32", "bfloat16", "mixed_bfloat16", "mixed_float16"],
-                        help="bfloat16: matrix products in bfloat16 (CPUs with AMX); mixed_*: Keras policies (GPUs)")
+    parser.add_argument("--precision", default="auto",
+                        choices=["auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16"],
+                        help="bfloat16: matrix products in bfloat16; auto (default): bfloat16 where it is faster on "
+                             "this CPU, else float32; mixed_*: Keras policies (GPUs)")
     parser.add_argument("--xla", action="store_true", help="compile the training step with XLA (jit_compile)")
     parser.add_argument("--backup-every", type=int, default=None,
                         help="back up every N steps (default: every epoch); a killed run resumes from the backup")
@@ -87,7 +89,7 @@ def train(args):
     strategy = get_strategy()
     replica_batch_size(args.batch_size, strategy)  # pairs must not straddle two replicas
     print(f"strategy: {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
-          f"precision: {args.precision or 'float32'}, XLA: {args.xla}")
+          f"precision: {matmul_dtype or keras.mixed_precision.global_policy().name}, XLA: {args.xla}")
     with strategy.scope():
         bert = build(args, tokenizer, keep_tokens, matmul_dtype)
         trainer = SimBERTTrainer(bert)
@@ -119,7 +121,7 @@ def save_and_demo(args, bert, tokenizer):
     encoder = keras.Model(bert.model.inputs, bert.model.outputs[0])
     seq2seq = keras.Model(bert.model.inputs, bert.model.outputs[1])
     sim = SimilarityModel(tokenizer, encoder, seq2seq, maxlen=args.maxlen,
-                          precision="bfloat16" if args.precision == "bfloat16" else "float32")
+                          precision=args.precision if args.precision in ("auto", "bfloat16") else "float32")
     corpus = [s for g in read_synonym_groups(args.dev) + read_synonym_groups(args.train) for s in g]
     sim.build_index(corpus)
     for query in DEMO_QUERIES[: 1 if args.micro else None]:

@@ -1,4 +1,5 @@
 """SimilarityModel and VectorIndex on a tiny model (the bert4sim command: test_cli.py)."""
+import json
 import os
 
 import keras
@@ -179,10 +180,30 @@ def test_bfloat16_switches_bert4sim_layers_and_refuses_other_encoders(sim):
     fast = SimilarityModel(sim.tokenizer, projected, precision="bfloat16")
     assert projected.get_layer("Transformer-0").attention.query_dense.matmul_dtype == "bfloat16"
     assert (fast.encode(CORPUS) * exact).sum(1).min() > 0.999
-    SimilarityModel(sim.tokenizer, projected)  # float32 switches the layers back
+    SimilarityModel(sim.tokenizer, projected, precision="float32")  # switches the layers back
     assert projected.get_layer("Transformer-0").attention.query_dense.matmul_dtype is None
-    with pytest.raises(ValueError, match="precision must be 'float32' or 'bfloat16'"):
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'float32', 'bfloat16'\)"):
         SimilarityModel(sim.tokenizer, sim.encoder, precision="float16")
+
+
+def test_auto_precision_is_the_default_and_is_decided_again_where_loaded(sim, tmp_path, monkeypatch):
+    from bert4sim import precision
+
+    monkeypatch.setattr(precision, "_CHOSEN", {})
+    monkeypatch.setenv(precision.PIN_VARIABLE, "bfloat16")  # stands for a machine where bfloat16 is faster
+    fast = SimilarityModel(sim.tokenizer, sim.encoder, maxlen=16)
+    assert (fast.requested_precision, fast.precision) == ("auto", "bfloat16")
+    assert sim.encoder.get_layer("Transformer-0").attention.query_dense.matmul_dtype == "bfloat16"
+    fast.save(str(tmp_path / "saved"))
+    meta = json.loads((tmp_path / "saved" / "similarity_model.json").read_text(encoding="utf-8"))
+    assert meta["precision"] == "auto"
+    monkeypatch.setenv(precision.PIN_VARIABLE, "float32")  # loaded where float32 is faster
+    assert SimilarityModel.load(str(tmp_path / "saved")).precision == "float32"
+    inputs = [keras.Input((None,), dtype="int32"), keras.Input((None,), dtype="int32")]
+    foreign = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(inputs[0])))
+    monkeypatch.setenv(precision.PIN_VARIABLE, "bfloat16")
+    assert SimilarityModel(sim.tokenizer, foreign).precision == "float32"  # nothing it could switch
+    SimilarityModel(sim.tokenizer, sim.encoder, precision="float32")  # the shared fixture back as it was
 
 
 def test_bad_inputs_are_named(sim, tmp_path):

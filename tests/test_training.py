@@ -199,6 +199,16 @@ def test_set_precision_sets_the_policy_and_names_bad_values():
         set_precision("fp16")
 
 
+@pytest.mark.parametrize("machine_choice, matmul_dtype", [("bfloat16", "bfloat16"), ("float32", None)])
+def test_set_precision_auto_follows_the_machine_choice(monkeypatch, machine_choice, matmul_dtype):
+    from bert4sim import precision
+
+    monkeypatch.setattr(precision, "_CHOSEN", {})
+    monkeypatch.setenv(precision.PIN_VARIABLE, machine_choice)
+    assert set_precision("auto") == matmul_dtype
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
 def test_callbacks_write_backups_best_last_and_tensorboard(tmp_path):
     callbacks = training_callbacks(str(tmp_path), backup_every=2, tensorboard=True)
     kinds = [type(c).__name__ for c in callbacks]
