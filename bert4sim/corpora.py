@@ -58,26 +58,37 @@ def strip_tags(line, where="line"):
     return half_width("".join(parse_tagged_line(line, where)))
 
 
-def tagged_sentences(line, where="line", separators="。！？!?；;"):
-    """A tagged line cut into sentences, each a list of (half-width) words, closing marks kept.
+def cut_words(words, separators="。！？!?；;"):
+    """Cut a list of words into sentences (lists of words) after each word that is one of ``separators``.
 
-    A sentence ends after a word that is one of ``separators`` (closing
-    quotes or brackets right after it stay with it).
+    Closing quotes or brackets right after a separator stay with its sentence.
+
+    Example:
+        >>> cut_words(["他", "说", "：", "“", "好", "。", "”", "走", "！"])
+        [['他', '说', '：', '“', '好', '。', '”'], ['走', '！']]
+        >>> cut_words(["今天", "，", "下雨"], separators="，")
+        [['今天', '，'], ['下雨']]
+    """
+    sentences, current, ended = [], [], False
+    for word in words:
+        if ended and word not in _CLOSERS:
+            sentences.append(current)
+            current, ended = [], False
+        current.append(word)
+        ended = ended or word in separators
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def tagged_sentences(line, where="line", separators="。！？!?；;"):
+    """A tagged line cut into sentences by :func:`cut_words`, each a list of (half-width) words.
 
     Example:
         >>> tagged_sentences("今天/t  下雨/v  。/w  明天/t  呢/y  ？/w")
         [['今天', '下雨', '。'], ['明天', '呢', '？']]
     """
-    sentences, current, ended = [], [], False
-    for word in parse_tagged_line(line, where):
-        if ended and word not in _CLOSERS:
-            sentences.append(current)
-            current, ended = [], False
-        current.append(half_width(word))
-        ended = ended or word in separators
-    if current:
-        sentences.append(current)
-    return sentences
+    return cut_words([half_width(w) for w in parse_tagged_line(line, where)], separators)
 
 
 def review_sentences(text, min_chars=5, max_chars=None):

