@@ -197,7 +197,10 @@ def prepare(args):
     groups += demo
     groups = [groups[i] for i in rng.permutation(len(groups))]
 
-    vocab = char_vocab(sentences + [t for g in groups for t in g] + list(heldout_texts), min_count=args.min_count)
+    # From sources that do not depend on how many SimBERT groups are drawn; Cilin words cover every rewrite.
+    vocab = char_vocab(sentences + list(heldout_texts) + [w for _, words in cilin for w in words]
+                       + [t for g in demo for t in g] + [t for pair in mined_test for t in pair],
+                       min_count=args.min_count)
 
     os.makedirs(args.out, exist_ok=True)
 
@@ -238,7 +241,7 @@ def parse_args(argv=None):
     parser.add_argument("--heldout-paragraphs", type=float, default=0.1, help="share of People's Daily held out")
     parser.add_argument("--paraphrase-test", type=int, default=2000, help="held-out sentences to rewrite")
     parser.add_argument("--rewrite-rate", type=float, default=1.0, help="share of swappable words swapped")
-    parser.add_argument("--rewrite-groups", type=int, default=20000, help="training sentences given rewrites")
+    parser.add_argument("--rewrite-groups", type=int, default=5000, help="training clauses given rewrites")
     parser.add_argument("--mine-threshold", type=float, default=0.5, help="character Jaccard of mined pairs")
     parser.add_argument("--labelled-reviews", type=int, default=6000)
     parser.add_argument("--review-test-fraction", type=float, default=1 / 3)
