@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from bert4sim.files import read_lines
 from bert4sim.snippets import sequence_padding, text_segmentate
 
 # --- SimBERT corpus ---
@@ -26,29 +27,26 @@ def read_synonym_groups(path, min_size=2):
         >>> groups[0]
         ['信用卡怎么注销', '怎样注销信用卡', ...]
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"corpus file not found: {path}")
     groups = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object with 'text' and 'synonyms'")
-            text, synonyms = record.get("text"), record.get("synonyms", [])
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
-            if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
-                raise ValueError(f"{where}: 'synonyms' must be a list of strings")
-            group = list(dict.fromkeys(s.strip() for s in [text] + synonyms if s.strip()))
-            if len(group) < min_size:
-                raise ValueError(f"{where}: group has {len(group)} distinct sentence(s), at least {min_size} needed")
-            groups.append(group)
+    for line_number, line in enumerate(read_lines(path, "corpus file"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object with 'text' and 'synonyms'")
+        text, synonyms = record.get("text"), record.get("synonyms", [])
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+        if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
+            raise ValueError(f"{where}: 'synonyms' must be a list of strings")
+        group = list(dict.fromkeys(s.strip() for s in [text] + synonyms if s.strip()))
+        if len(group) < min_size:
+            raise ValueError(f"{where}: group has {len(group)} distinct sentence(s), at least {min_size} needed")
+        groups.append(group)
     if not groups:
         raise ValueError(f"corpus file {path} holds no groups")
     return groups
@@ -456,10 +454,7 @@ def mine_similar_pairs(documents, threshold=0.6, min_chars=5):
 
 def read_passages(path):
     """Non-empty lines of a plain-text corpus (one passage per line)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"corpus file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        passages = [line.strip() for line in f if line.strip()]
+    passages = [line.strip() for line in read_lines(path, "corpus file") if line.strip()]
     if not passages:
         raise ValueError(f"corpus file {path} has no non-empty lines")
     return passages

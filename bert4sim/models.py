@@ -37,6 +37,7 @@ def write_checkpoint(checkpoint_path, arrays):
 import keras  # noqa: E402
 
 from bert4sim import layers as L  # noqa: E402
+from bert4sim.files import atomic_folder, recover  # noqa: E402
 
 REQUIRED_CONFIG_KEYS = (
     "vocab_size",
@@ -98,6 +99,13 @@ HEAD_VARIABLES = (
 VOCAB_VARIABLES = ("embeddings/word_embeddings", "cls/predictions/output_bias")
 
 
+class ConfigError(KeyError, ValueError):
+    """A model configuration that lacks a key or holds a bad value (a KeyError, as before, and a ValueError)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def read_config(config_path=None, **overrides):
     """Read ``bert_config.json`` and apply keyword overrides and defaults.
 
@@ -108,20 +116,27 @@ def read_config(config_path=None, **overrides):
     """
     config = {}
     if config_path is not None:
+        recover(os.path.dirname(os.path.abspath(config_path)))
         if not os.path.isfile(config_path):
             raise FileNotFoundError(f"config file not found: {config_path}")
         try:
-            with open(config_path, encoding="utf-8") as f:
+            with open(config_path, encoding="utf-8-sig") as f:
                 config = json.load(f)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"config file {config_path}: not UTF-8 text (byte {error.start})") from None
         except json.JSONDecodeError as error:
-            raise ValueError(f"config file {config_path} is not valid JSON: {error}") from None
+            raise ValueError(f"config file {config_path}:{error.lineno}: not valid JSON ({error.msg})") from None
         if not isinstance(config, dict):
             raise ValueError(f"config file {config_path} must hold a JSON object")
     config.update({k: v for k, v in overrides.items() if v is not None})
+    where = f"config file {config_path}" if config_path else "the model configuration"
     missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
     if missing:
-        where = f"config file {config_path}" if config_path else "the model configuration"
-        raise KeyError(f"{where} lacks required key(s): {', '.join(missing)}")
+        raise ConfigError(f"{where} lacks required key(s): {', '.join(missing)}")
+    for key in REQUIRED_CONFIG_KEYS + ("max_position_embeddings", "type_vocab_size"):
+        value = config.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
     for key, value in CONFIG_DEFAULTS.items():
         config.setdefault(key, value)
     return config
@@ -142,6 +157,7 @@ def resolve_checkpoint_path(checkpoint_path):
             path = path[: -len(suffix)]
     if ".data-" in os.path.basename(path):
         path = path[: path.rindex(".data-")]
+    recover(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
     if os.path.isdir(path):
         found = tf.train.latest_checkpoint(path)
         if found is None:
@@ -367,7 +383,7 @@ class Transformer:
         return mapping
 
     def load_weights_from_checkpoint(
-        self, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None
+        self, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None, allow_unused=False
     ):
         """Load a Google-format checkpoint into the model.
 
@@ -376,16 +392,24 @@ class Transformer:
         MLM head (those weights keep their random initialisation, with a
         warning); ``prefix`` is the variable scope (``"bert"`` by default,
         detected automatically when the checkpoint uses e.g. ``"roformer"``).
+        A checkpoint variable of the model's scope that no weight takes (e.g.
+        ``encoder/layer_3`` when the config says 2 layers) is an error unless
+        ``allow_unused=True``; the pooler / MLM heads of a model built without
+        them, the ``cls/`` training heads and optimizer slots are never counted.
 
         Example:
             >>> t.load_weights_from_checkpoint("checkpoints/simbert/bert_model.ckpt")
         """
         path = resolve_checkpoint_path(checkpoint_path)
-        reader = tf.train.load_checkpoint(path)
-        shapes = reader.get_variable_to_shape_map()
+        try:
+            reader = tf.train.load_checkpoint(path)
+            shapes = reader.get_variable_to_shape_map()
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            raise ValueError(f"checkpoint {path}.index is damaged: {_first_line(error)}") from None
         prefix = prefix or _detect_prefix(shapes, path)
         problems, skipped = [], []
-        for name, variable in self.variable_mapping().items():
+        mapping = self.variable_mapping()
+        for name, variable in mapping.items():
             full_name = f"{prefix}/{name}" if not name.startswith("cls/") else name
             if full_name not in shapes:
                 if allow_missing_heads and name.startswith(HEAD_PREFIXES):
@@ -394,11 +418,17 @@ class Transformer:
                 hint = (
                     " (pass allow_missing_heads=True to keep a random head)"
                     if name.startswith(HEAD_PREFIXES)
+                    else " (a RoFormer checkpoint? it has no position table: use model='roformer')"
+                    if name == "embeddings/position_embeddings"
                     else ""
                 )
                 problems.append(f"variable {full_name} is missing from checkpoint {path}{hint}")
                 continue
-            value = reader.get_tensor(full_name)
+            try:
+                value = reader.get_tensor(full_name)
+            except (tf.errors.OpError, ValueError, IndexError) as error:
+                raise ValueError(f"checkpoint {path}: cannot read {full_name} ({_first_line(error)}); "
+                                 "its .data file is missing or truncated") from None
             if keep_tokens is not None and name in VOCAB_VARIABLES:
                 value = _select_rows(value, keep_tokens, full_name)
             if tuple(value.shape) != tuple(variable.shape):
@@ -408,6 +438,12 @@ class Transformer:
                 )
                 continue
             variable.assign(value.astype(variable.dtype))
+        if not allow_unused:
+            unused = _unused_variables(shapes, prefix, mapping)
+            if unused:
+                shown = ", ".join(unused[:4]) + (f" and {len(unused) - 4} more" if len(unused) > 4 else "")
+                problems.append(f"checkpoint {path} holds variables this model does not use: {shown} (does the "
+                                f"config match the checkpoint? pass allow_unused=True to load anyway)")
         if problems:
             raise ValueError("cannot load checkpoint:\n  " + "\n  ".join(problems))
         if skipped:
@@ -416,26 +452,87 @@ class Transformer:
             warnings.warn(f"checkpoint {path} has no {', '.join(skipped)}; kept random initial values")
         return self
 
-    def save_weights_as_checkpoint(self, checkpoint_path, config_path=None, prefix="bert"):
-        """Save the weights as a Google-format checkpoint (+ ``bert_config.json``).
+    def save_weights_as_checkpoint(self, checkpoint_path, config_path=None, prefix="bert", vocab=None):
+        """Save the weights as a Google-format checkpoint (+ ``bert_config.json`` [+ ``vocab.txt``]).
 
         The result loads with :func:`build_transformer_model` and with
         bert4keras. ``config_path`` defaults to ``bert_config.json`` beside
-        the checkpoint.
+        the checkpoint; ``vocab`` (a ``{token: id}`` dict) is written as
+        ``vocab.txt`` beside it. The files are replaced atomically
+        (:mod:`bert4sim.files`); other files of the folder are left alone.
 
         Example:
-            >>> t.save_weights_as_checkpoint("out/bert_model.ckpt")
+            >>> t.save_weights_as_checkpoint("out/bert_model.ckpt", vocab=tokenizer.token_dict)
         """
+        from bert4sim.tokenizers import save_vocab
+
         arrays = {}
         for name, variable in self.variable_mapping().items():
             full_name = f"{prefix}/{name}" if not name.startswith("cls/") else name
             arrays[full_name] = keras.ops.convert_to_numpy(variable).astype("float32")
-        write_checkpoint(checkpoint_path, arrays)
-        if config_path is None:
-            config_path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "bert_config.json")
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(self.config, f, indent=2, ensure_ascii=False)
+        folder = os.path.dirname(os.path.abspath(checkpoint_path))
+        beside = config_path is None or os.path.dirname(os.path.abspath(config_path)) == folder
+        with atomic_folder(folder, "checkpoint") as staging:
+            write_checkpoint(os.path.join(staging, os.path.basename(checkpoint_path)), arrays)
+            if beside:
+                name = os.path.basename(config_path) if config_path else "bert_config.json"
+                with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
+                    json.dump(self.config, f, indent=2, ensure_ascii=False)
+            if vocab is not None:
+                save_vocab(os.path.join(staging, "vocab.txt"), vocab)
+        if not beside:
+            from bert4sim.files import write_json_atomic
+
+            write_json_atomic(config_path, self.config)
         return checkpoint_path
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# Checkpoint variables that are never model weights: optimizer state and step counters.
+_NOT_WEIGHTS = ("adam_m", "adam_v", "Adam", "Adam_1", "global_step", "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
+def _unused_variables(shapes, prefix, mapping):
+    used = {f"{prefix}/{name}" if not name.startswith("cls/") else name for name in mapping}
+    unused = []
+    for name in sorted(shapes):
+        if name in used or not name.startswith(prefix + "/") or name.split("/")[-1] in _NOT_WEIGHTS:
+            continue
+        if name[len(prefix) + 1:].startswith(HEAD_PREFIXES):
+            continue  # a head the model was built without (e.g. an encoder from a SimBERT checkpoint)
+        unused.append(name)
+    return unused
+
+
+def detect_model_type(checkpoint, config=None):
+    """``'bert'`` or ``'roformer'``, read from a checkpoint (path or ``{name: shape}``) and its config.
+
+    A config's ``model_type`` decides when present; otherwise a checkpoint
+    whose embeddings have no position table (or whose scope is ``roformer``)
+    is a RoFormer.
+
+    Example:
+        >>> detect_model_type("checkpoints/chinese_roformer-sim-char_L-12_H-768_A-12")
+        'roformer'
+    """
+    declared = str((config or {}).get("model_type", "")).lower()
+    if declared in MODELS:
+        return declared
+    if declared:
+        raise ValueError(f"config model_type {declared!r} is not one of {MODELS}")
+    if isinstance(checkpoint, dict):
+        shapes, path = checkpoint, "checkpoint"
+    else:
+        path = resolve_checkpoint_path(checkpoint)
+        shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    prefix = _detect_prefix(shapes, path)
+    if prefix == "roformer" or f"{prefix}/embeddings/position_embeddings" not in shapes:
+        return "roformer"
+    return "bert"
 
 
 def _detect_prefix(shapes, path):
@@ -473,6 +570,7 @@ def build_transformer_model(
     return_keras_model=True,
     allow_missing_heads=False,
     checkpoint_prefix=None,
+    allow_unused=False,
     **kwargs,
 ):
     """Build a BERT or RoFormer model and optionally load a Google checkpoint.
@@ -484,7 +582,9 @@ def build_transformer_model(
     (``vocab_size``, ``hidden_size``, ...), plus ``dropout_rate``,
     ``attention_dropout_rate``, ``name`` and ``matmul_dtype``
     (``"bfloat16"``: matrix products in bfloat16, everything else float32,
-    see :func:`bert4sim.layers.set_matmul_dtype`).
+    see :func:`bert4sim.layers.set_matmul_dtype`). A checkpoint variable
+    the model does not take (a layer beyond ``num_hidden_layers``) is an
+    error unless ``allow_unused=True``.
 
     Example:
         >>> encoder = build_transformer_model(
@@ -515,18 +615,22 @@ def build_transformer_model(
             keep_tokens=keep_tokens,
             allow_missing_heads=allow_missing_heads,
             prefix=checkpoint_prefix,
+            allow_unused=allow_unused,
         )
     return transformer.model if return_keras_model else transformer
 
 
-def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert"):
-    """Save a bert4sim Keras model (or builder) as a Google-format checkpoint.
+def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert", vocab=None):
+    """Save a bert4sim Keras model (or builder) as a Google-format checkpoint, atomically.
+
+    ``vocab`` (``{token: id}``) is written as ``vocab.txt`` in the same
+    commit. See :meth:`Transformer.save_weights_as_checkpoint`.
 
     Example:
-        >>> save_checkpoint(encoder, "checkpoints/demo/bert_model.ckpt")
+        >>> save_checkpoint(encoder, "checkpoints/demo/bert_model.ckpt", vocab=tokenizer.token_dict)
     """
     transformer = model if isinstance(model, Transformer) else Transformer.from_model(model)
-    return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix)
+    return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix, vocab=vocab)
 
 
 # --- Sentence encoders ---

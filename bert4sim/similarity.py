@@ -8,11 +8,12 @@ approximate (faiss, optional) search, saved as ``.npy`` + JSON without pickle.
 """
 import hashlib
 import json
+import numbers
 import os
-import shutil
-import tempfile
 
 import numpy as np
+
+from bert4sim.tokenizers import has_content
 
 INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
 MODEL_META = "similarity_model.json"
@@ -20,23 +21,40 @@ FAISS_FILE = "faiss.index"
 
 
 def _check_texts(texts, name="texts"):
-    if isinstance(texts, str) or not hasattr(texts, "__iter__"):
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
         raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"{name}[{i}] is {type(text).__name__}, not str")
-        if not text.strip():
-            raise ValueError(f"{name}[{i}] is empty or whitespace only")
+        if not has_content(text):
+            raise ValueError(f"{name}[{i}] is empty or whitespace only (control and zero-width characters "
+                             "count as empty)")
     return texts
 
 
 def _check_text(text, name="text"):
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError(f"{name} is empty or whitespace only")
+    if not has_content(text):
+        raise ValueError(f"{name} is empty or whitespace only (control and zero-width characters count as empty)")
     return text
+
+
+def check_int(value, name, minimum=None, allow_none=False):
+    """``value`` as an int, or a ``TypeError`` / ``ValueError`` naming ``name``.
+
+    Example:
+        >>> check_int(5, "topn", minimum=1)
+        5
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def _normalize(vectors):
@@ -91,6 +109,10 @@ class VectorIndex:
             raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} vectors but {len(texts)} texts")
+        norms = np.linalg.norm(vectors, axis=1)
+        bad = ~np.isfinite(norms) | (norms == 0)
+        if bad.any():
+            raise ValueError(f"vector row {int(np.argmax(bad))} is zero or not finite: it has no direction to index")
         vectors = _normalize(vectors)
         if self.backend == "faiss":
             self._faiss_index(new=vectors).add(vectors)
@@ -140,9 +162,7 @@ class VectorIndex:
             raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index holds {self.dim}")
         if len(self) == 0:
             raise ValueError("the index is empty: add texts first")
-        if topn < 1:
-            raise ValueError(f"topn must be at least 1, got {topn}")
-        topn = min(topn, len(self))
+        topn = min(check_int(topn, "topn", 1), len(self))
         if self.backend == "faiss":
             index = self._faiss_index()
             self._set_breadth()
@@ -165,60 +185,85 @@ class VectorIndex:
         return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_indices, order, 1)
 
     def save(self, directory):
-        """Write ``vectors.npy``, ``texts.json``, ``meta.json`` atomically (a temp dir renamed in place).
+        """Write ``vectors.npy``, ``texts.json``, ``meta.json`` [+ ``faiss.index``] into ``directory``.
 
-        A built faiss index is written too (``faiss.index``, faiss's own
-        binary format), so loading does not rebuild it.
+        The save is atomic (:mod:`bert4sim.files`): a crash leaves the old
+        or the new index. A folder holding files bert4sim did not write is
+        refused (``FileExistsError``), as is a path naming a file. A built
+        faiss index is written in faiss's own binary format, so loading does
+        not rebuild it.
 
         Example:
             >>> index.save("indexes/faq")
         """
-        parent = os.path.dirname(os.path.abspath(directory))
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".index-", dir=parent)
-        try:
-            np.save(os.path.join(staging, "vectors.npy"), self.vectors, allow_pickle=False)
-            with open(os.path.join(staging, "texts.json"), "w", encoding="utf-8") as f:
-                json.dump(self.texts, f, ensure_ascii=False)
-            meta = {"dim": self.dim, "dtype": self.dtype, "backend": self.backend, "model_id": self.model_id,
-                    "count": len(self), "faiss_factory": self.faiss_factory, "search_breadth": self.search_breadth,
-                    "format": "bert4sim-vector-index-1"}
-            if self._faiss is not None:
-                import faiss
+        from bert4sim.files import atomic_folder
 
-                faiss.write_index(self._faiss, os.path.join(staging, FAISS_FILE))
-            with open(os.path.join(staging, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2)
-            if os.path.exists(directory):
-                old = directory.rstrip("/") + ".old"
-                os.replace(directory, old)
-                os.replace(staging, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with atomic_folder(directory, "vector-index") as staging:
+            self._write(staging)
         return directory
+
+    def _write(self, folder):
+        np.save(os.path.join(folder, "vectors.npy"), self.vectors, allow_pickle=False)
+        with open(os.path.join(folder, "texts.json"), "w", encoding="utf-8") as f:
+            json.dump(self.texts, f, ensure_ascii=False)
+        meta = {"dim": self.dim, "dtype": self.dtype, "backend": self.backend, "model_id": self.model_id,
+                "count": len(self), "faiss_factory": self.faiss_factory, "search_breadth": self.search_breadth,
+                "format": "bert4sim-vector-index-1"}
+        if self._faiss is not None:
+            import faiss
+
+            faiss.write_index(self._faiss, os.path.join(folder, FAISS_FILE))
+        with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
 
     @classmethod
     def load(cls, directory, backend=None):
         """Read an index written by :meth:`save`; ``backend`` overrides the saved one.
 
+        Everything is checked: the JSON files parse (errors name the file),
+        vectors are finite unit rows of the recorded shape, texts are
+        strings, one per vector.
+
         Example:
             >>> index = VectorIndex.load("indexes/faq")
         """
+        from bert4sim.files import recover
+
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"index folder not found: {directory}")
+        recover(directory)
         for name in INDEX_FILES:
             if not os.path.isfile(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{os.path.join(directory, name)} not found: not a bert4sim index folder")
-        with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
-            meta = json.load(f)
-        vectors = np.load(os.path.join(directory, "vectors.npy"), allow_pickle=False)
-        with open(os.path.join(directory, "texts.json"), encoding="utf-8") as f:
-            texts = json.load(f)
+        meta_path = os.path.join(directory, "meta.json")
+        meta = read_json(meta_path, dict)
+        for key, kind in (("dim", int), ("count", int), ("dtype", str), ("backend", str)):
+            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+                raise ValueError(f"{meta_path}: key {key!r} must be {kind.__name__}, got {meta.get(key)!r}")
+        vectors_path = os.path.join(directory, "vectors.npy")
+        try:
+            vectors = np.load(vectors_path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"{vectors_path} is not a readable .npy array ({error})") from None
+        texts_path = os.path.join(directory, "texts.json")
+        texts = read_json(texts_path, list)
         if vectors.shape != (meta["count"], meta["dim"]) or len(texts) != meta["count"]:
             raise ValueError(f"index {directory} is inconsistent: {vectors.shape} vectors, {len(texts)} texts, "
                              f"meta says {meta['count']} x {meta['dim']}")
+        if vectors.dtype.name != meta["dtype"]:
+            raise ValueError(f"{vectors_path} holds {vectors.dtype.name} vectors, {meta_path} says {meta['dtype']}")
+        bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+        if bad:
+            raise ValueError(f"{texts_path}: entry {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
+        rows = vectors.astype("float32")
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{vectors_path}: row {int(np.argmin(finite))} holds NaN or infinity")
+        norms = np.linalg.norm(rows, axis=1)
+        off = np.abs(norms - 1) > (1e-2 if meta["dtype"] == "float16" else 1e-4)
+        if off.any():
+            row = int(np.argmax(off))
+            raise ValueError(f"{vectors_path}: row {row} has norm {norms[row]:.4g}, an index holds unit vectors")
         index = cls(meta["dim"], meta["dtype"], backend or meta["backend"], meta.get("model_id"),
                     meta.get("faiss_factory", "HNSW32"), meta.get("search_breadth"))
         index.vectors, index.texts = vectors, list(texts)
@@ -232,6 +277,64 @@ class VectorIndex:
                                  f"{len(index)} x {index.dim}")
             index._faiss = stored
         return index
+
+
+def read_json(path, kind=None):
+    """Parse a JSON file; errors name the file (and line), and ``kind`` is the required top-level type.
+
+    Example:
+        >>> meta = read_json("indexes/faq/meta.json", dict)
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: invalid or truncated JSON ({error.msg})") from None
+    if kind is not None and not isinstance(value, kind):
+        raise ValueError(f"{path} must hold a JSON {'object' if kind is dict else 'list'}, "
+                         f"got {type(value).__name__}")
+    return value
+
+
+def _find_layer(model, name):
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if hasattr(layer, "layers"):
+            found = _find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
+
+
+def check_vocab_size(tokenizer, model, vocab_path):
+    """Raise unless the vocabulary has exactly one id per row of the model's token embedding.
+
+    Example:
+        >>> check_vocab_size(tokenizer, encoder, "models/faq/vocab.txt")
+    """
+    embedding = _find_layer(model, "Embedding-Token")
+    if embedding is None:
+        return
+    rows = embedding.input_dim
+    largest = max(tokenizer.token_dict.values()) + 1
+    if tokenizer.vocab_size != rows or largest != rows:
+        raise ValueError(f"{vocab_path} has {tokenizer.vocab_size} tokens (ids up to {largest - 1}), the model's "
+                         f"token embedding has {rows} rows: vocab and checkpoint do not belong together "
+                         "(a simplified vocab needs keep_tokens)")
+
+
+def position_limit(model):
+    """How many positions the model's position embedding has (None: unlimited, e.g. RoFormer).
+
+    Example:
+        >>> position_limit(sim.encoder)
+        512
+    """
+    layer = _find_layer(model, "Embedding-Position")
+    return None if layer is None else int(layer.max_length)
 
 
 def _fingerprint(model):
@@ -279,6 +382,10 @@ class SimilarityModel:
 
         from bert4sim.precision import resolve_precision
 
+        maxlen = check_int(maxlen, "maxlen", 2)
+        positions = position_limit(encoder)
+        if positions is not None and maxlen > positions:
+            raise ValueError(f"maxlen {maxlen} exceeds the model's {positions} positions (max_position_embeddings)")
         self.tokenizer, self.encoder, self.seq2seq, self.maxlen = tokenizer, encoder, seq2seq, maxlen
         self.model_id = model_id or _fingerprint(encoder)
         self.requested_precision = precision
@@ -321,8 +428,7 @@ class SimilarityModel:
         texts = [_check_text(texts)] if single else _check_texts(texts)
         if not texts:
             raise ValueError("texts is empty")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_int(batch_size, "batch_size", 1)
         encoded = [self.tokenizer.encode(text, maxlen=self.maxlen) for text in texts]
         self._kernels.refresh()  # the encoder's current weights, cast once for this call
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
@@ -358,13 +464,25 @@ class SimilarityModel:
         text = _check_text(text)
         if self.seq2seq is None:
             raise ValueError("this SimilarityModel has no seq2seq model: gen_synonyms needs one (SimBERT / RoFormer-Sim)")
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        if not 1 <= k <= n:
+        n = check_int(n, "n", 1)
+        if not 1 <= check_int(k, "k") <= n:
             raise ValueError(f"k must be between 1 and n={n}, got {k}")
-        if self._decoder is None or self._decoder.maxlen != (maxlen or self.maxlen):
-            self._decoder = CachedDecoder(self.seq2seq, end_id=self.tokenizer._token_end_id, maxlen=maxlen or self.maxlen)
-        token_ids, segment_ids = self.tokenizer.encode(text, maxlen=self.maxlen)
+        topk = check_int(topk, "topk", 1, allow_none=True)
+        seed = check_int(seed, "seed", 0, allow_none=True)
+        maxlen = self.maxlen if maxlen is None else check_int(maxlen, "maxlen", 1)
+        if topp is not None:
+            if isinstance(topp, bool) or not isinstance(topp, numbers.Real):
+                raise TypeError(f"topp must be a number in (0, 1], got {type(topp).__name__} {topp!r}")
+            if not 0 < topp <= 1:
+                raise ValueError(f"topp must be in (0, 1], got {topp}")
+        positions = position_limit(self.seq2seq)
+        # The source and the generated sentence share the positions: the source gets at most half.
+        source_len = self.maxlen if positions is None else min(self.maxlen, positions // 2)
+        token_ids, segment_ids = self.tokenizer.encode(text, maxlen=source_len)
+        if positions is not None:
+            maxlen = min(maxlen, positions - len(token_ids))
+        if self._decoder is None or self._decoder.maxlen != maxlen:
+            self._decoder = CachedDecoder(self.seq2seq, end_id=self.tokenizer._token_end_id, maxlen=maxlen)
         samples = self._decoder.random_sample([token_ids, segment_ids], n, topk=topk, topp=topp, seed=seed)
         candidates = []
         for ids in samples:
@@ -433,24 +551,29 @@ class SimilarityModel:
     # -- persistence ---------------------------------------------------------------------
 
     def save(self, directory):
-        """Save as a folder: ``encoder.keras`` [+ ``seq2seq.keras``], ``vocab.txt``, metadata.
+        """Save as a folder: ``encoder.keras`` [+ ``seq2seq.keras``], ``vocab.txt``, metadata [+ ``index/``].
+
+        Atomic, and refuses a folder holding files bert4sim did not write
+        (see :meth:`VectorIndex.save`).
 
         Example:
             >>> sim.save("models/faq"); sim = SimilarityModel.load("models/faq")
         """
+        from bert4sim.files import atomic_folder
         from bert4sim.tokenizers import save_vocab
 
-        os.makedirs(directory, exist_ok=True)
-        self.encoder.save(os.path.join(directory, "encoder.keras"))
-        if self.seq2seq is not None:
-            self.seq2seq.save(os.path.join(directory, "seq2seq.keras"))
-        save_vocab(os.path.join(directory, "vocab.txt"), self.tokenizer.token_dict)
-        meta = {"maxlen": self.maxlen, "do_lower_case": self.tokenizer._do_lower_case,
-                "model_id": self.model_id, "precision": self.requested_precision, "format": "bert4sim-similarity-model-1"}
-        with open(os.path.join(directory, MODEL_META), "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-        if self.index is not None:
-            self.index.save(os.path.join(directory, "index"))
+        with atomic_folder(directory, "similarity-model") as staging:
+            self.encoder.save(os.path.join(staging, "encoder.keras"))
+            if self.seq2seq is not None:
+                self.seq2seq.save(os.path.join(staging, "seq2seq.keras"))
+            save_vocab(os.path.join(staging, "vocab.txt"), self.tokenizer.token_dict)
+            meta = {"maxlen": self.maxlen, "do_lower_case": self.tokenizer._do_lower_case,
+                    "model_id": self.model_id, "precision": self.requested_precision, "format": "bert4sim-similarity-model-1"}
+            with open(os.path.join(staging, MODEL_META), "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2)
+            if self.index is not None:
+                os.mkdir(os.path.join(staging, "index"))
+                self.index._write(os.path.join(staging, "index"))
         return directory
 
     @classmethod
@@ -458,36 +581,55 @@ class SimilarityModel:
         """Load a folder written by :meth:`save` (or a Google checkpoint folder, see from_checkpoint)."""
         import keras
 
+        from bert4sim.files import recover
         from bert4sim.tokenizers import Tokenizer
 
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"model folder not found: {directory}")
+        recover(directory)
         meta_path = os.path.join(directory, MODEL_META)
         if not os.path.isfile(meta_path):
             if os.path.isfile(os.path.join(directory, "bert_config.json")):
                 return cls.from_checkpoint(directory)
             raise FileNotFoundError(f"{meta_path} not found: not a SimilarityModel folder or a checkpoint folder")
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = read_json(meta_path, dict)
+        for key in ("maxlen", "do_lower_case", "model_id"):
+            if key not in meta:
+                raise ValueError(f"{meta_path} lacks key {key!r}")
         import bert4sim.layers  # noqa: F401  (registers the serializable layers)
 
-        encoder = keras.models.load_model(os.path.join(directory, "encoder.keras"))
-        seq2seq_path = os.path.join(directory, "seq2seq.keras")
-        seq2seq = keras.models.load_model(seq2seq_path) if os.path.isfile(seq2seq_path) else None
+        models = {}
+        for name in ("encoder", "seq2seq"):
+            path = os.path.join(directory, f"{name}.keras")
+            if not os.path.isfile(path):
+                if name == "encoder":
+                    raise FileNotFoundError(f"{path} not found: the SimilarityModel folder is incomplete")
+                continue
+            try:
+                models[name] = keras.models.load_model(path)
+            except Exception as error:  # Keras raises many kinds for a damaged archive
+                raise ValueError(f"{path} is not a loadable Keras model ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0] if str(error) else ''})") from None
         tokenizer = Tokenizer(os.path.join(directory, "vocab.txt"), do_lower_case=meta["do_lower_case"])
-        model = cls(tokenizer, encoder, seq2seq, maxlen=meta["maxlen"], model_id=meta["model_id"],
-                    precision=meta.get("precision", "auto"))
+        check_vocab_size(tokenizer, models["encoder"], os.path.join(directory, "vocab.txt"))
+        model = cls(tokenizer, models["encoder"], models.get("seq2seq"), maxlen=meta["maxlen"],
+                    model_id=meta["model_id"], precision=meta.get("precision", "auto"))
         if os.path.isdir(os.path.join(directory, "index")):
             model.index = VectorIndex.load(os.path.join(directory, "index"))
         return model
 
     @classmethod
-    def from_checkpoint(cls, directory, pooling="pooler", model="bert", with_seq2seq=None,
-                        do_lower_case=True, maxlen=64, checkpoint_prefix=None, precision="auto"):
+    def from_checkpoint(cls, directory, pooling="pooler", model=None, with_seq2seq=None,
+                        do_lower_case=True, maxlen=None, checkpoint_prefix=None, precision="auto"):
         """Build from a Google-format checkpoint folder (bert_config.json, vocab.txt, bert_model.ckpt).
 
         ``pooling``: ``'pooler'`` (SimBERT / RoFormer-Sim linear pooler),
         ``'cls'``, ``'mean'`` or ``'max'``. ``with_seq2seq`` (default: when the
-        checkpoint has an MLM head) adds the UniLM generator. ``precision``:
-        see the class docstring.
+        checkpoint has an MLM head) adds the UniLM generator. ``model``
+        (``'bert'`` / ``'roformer'``) is read from the folder when not given
+        (:func:`bert4sim.models.detect_model_type`). ``maxlen`` defaults to
+        64, or the model's position count when smaller. ``precision``: see
+        the class docstring.
 
         Example:
             >>> sim = SimilarityModel.from_checkpoint("checkpoints/chinese_simbert_L-12_H-768_A-12")
@@ -497,12 +639,21 @@ class SimilarityModel:
         import tensorflow as tf
 
         from bert4sim.layers import Pooling
-        from bert4sim.models import build_transformer_model, resolve_checkpoint_path
+        from bert4sim.models import build_transformer_model, detect_model_type, read_config, resolve_checkpoint_path
         from bert4sim.tokenizers import Tokenizer
 
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"checkpoint folder not found: {directory}")
         config_path = os.path.join(directory, "bert_config.json")
         checkpoint = resolve_checkpoint_path(directory)
-        names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+        try:
+            names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            raise ValueError(f"checkpoint {checkpoint}.index is damaged ({str(error).strip()[:200]})") from None
+        config = read_config(config_path)
+        model = model or detect_model_type(names, config)
+        if maxlen is None:
+            maxlen = 64 if model == "roformer" else min(64, config["max_position_embeddings"])
         if with_seq2seq is None:
             with_seq2seq = "cls/predictions/output_bias" in names
         if pooling not in ("pooler", "cls", "mean", "max"):
@@ -522,6 +673,7 @@ class SimilarityModel:
         encoder = keras.Model(base.model.inputs, vectors, name="encoder")
         seq2seq = keras.Model(base.model.inputs, outputs[-1], name="seq2seq") if with_seq2seq else None
         tokenizer = Tokenizer(os.path.join(directory, "vocab.txt"), do_lower_case=do_lower_case)
+        check_vocab_size(tokenizer, encoder, os.path.join(directory, "vocab.txt"))
         return cls(tokenizer, encoder, seq2seq, maxlen=maxlen, precision=precision)
 
 

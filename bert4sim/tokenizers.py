@@ -4,11 +4,13 @@ Pure Python, no TensorFlow. Character classes are cached per character, so
 long corpora tokenize faster than bert4keras's character-by-character
 string building while giving the same tokens.
 """
+import numbers
 import os
 import re
 import unicodedata
 from collections import Counter
 
+from bert4sim.files import read_lines
 from bert4sim.snippets import truncate_sequences
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -121,6 +123,16 @@ def _char_class(ch):
     return kind
 
 
+def has_content(text):
+    """True when ``text`` holds a character the tokenizer keeps (not only spaces, control or zero-width ones).
+
+    Example:
+        >>> has_content("\u200b\u200d \t"), has_content("你好")
+        (False, True)
+    """
+    return any(_char_class(ch) in (_SPLIT, _KEEP) for ch in text)
+
+
 def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
     """Read a BERT ``vocab.txt`` into ``{token: id}`` (ids by line order).
 
@@ -134,19 +146,27 @@ def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
         >>> token_dict, keep_tokens = load_vocab("vocab.txt", simplified=True,
         ...     startswith=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
     """
-    if not os.path.isfile(dict_path):
-        raise FileNotFoundError(f"vocab file not found: {dict_path}")
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig"):
+        lines = read_lines(dict_path, "vocab file")  # a UTF-8 BOM is dropped, not read into [PAD]
+    else:
+        if not os.path.isfile(dict_path):
+            raise FileNotFoundError(f"vocab file not found: {dict_path}")
+        with open(dict_path, encoding=encoding) as reader:
+            lines = reader.read().splitlines()
     token_dict = {}
-    with open(dict_path, encoding=encoding) as reader:
-        for line_number, line in enumerate(reader, 1):
-            fields = line.split()
-            token = fields[0] if fields else line.strip()
-            if token in token_dict:
-                raise ValueError(
-                    f"{dict_path}:{line_number}: duplicate token {token!r} "
-                    f"(first on line {token_dict[token] + 1})"
-                )
-            token_dict[token] = len(token_dict)
+    for line_number, line in enumerate(lines, 1):
+        fields = line.split()
+        token = fields[0] if fields else line.strip()
+        if not token:
+            raise ValueError(f"{dict_path}:{line_number}: empty line (a vocab holds one token a line)")
+        if token in token_dict:
+            raise ValueError(
+                f"{dict_path}:{line_number}: duplicate token {token!r} "
+                f"(first on line {token_dict[token] + 1})"
+            )
+        token_dict[token] = len(token_dict)
+    if not token_dict:
+        raise ValueError(f"vocab file {dict_path} is empty")
     if not simplified:
         return token_dict
     new_dict, keep_tokens = {}, []
@@ -259,13 +279,18 @@ class Tokenizer:
             >>> tokenizer.tokenize("你好 world")
             ['[CLS]', '你', '好', 'world', '[SEP]']
         """
-        tokens = [self._token_translate.get(t) or t for t in self._tokenize(text)]
+        tokens = self._framed_tokens(text, maxlen)
+        if maxlen is not None:
+            truncate_sequences(maxlen, -(int(self._token_end is not None) + 1), tokens)
+        return tokens
+
+    def _framed_tokens(self, text, limit=None):
+        """``[CLS] tokens [SEP]`` of the whole text, or of a long text's first ``limit`` or more tokens."""
+        tokens = [self._token_translate.get(t) or t for t in self._tokenize_head(text, limit)]
         if self._token_start is not None:
             tokens.insert(0, self._token_start)
         if self._token_end is not None:
             tokens.append(self._token_end)
-        if maxlen is not None:
-            truncate_sequences(maxlen, -(int(self._token_end is not None) + 1), tokens)
         return tokens
 
     def encode(self, first_text, second_text=None, maxlen=None):
@@ -278,8 +303,10 @@ class Tokenizer:
         Example:
             >>> tokenizer.encode("今天天气不错", "天气很好", maxlen=8)
         """
-        first_tokens = self._as_tokens(first_text, "first_text")
-        second_tokens = None if second_text is None else self._as_tokens(second_text, "second_text")
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, numbers.Integral)):
+            raise TypeError(f"maxlen must be an integer, got {type(maxlen).__name__}")
+        first_tokens = self._as_tokens(first_text, "first_text", maxlen)
+        second_tokens = None if second_text is None else self._as_tokens(second_text, "second_text", maxlen)
         if maxlen is not None:
             shortest = 2 if second_tokens is None else 3
             if maxlen < shortest:
@@ -299,9 +326,9 @@ class Tokenizer:
             segment_ids.extend([1] * len(second_ids))
         return token_ids, segment_ids
 
-    def _as_tokens(self, text, name):
+    def _as_tokens(self, text, name, maxlen=None):
         if isinstance(text, str):
-            return self.tokenize(text)
+            return self._framed_tokens(text, maxlen)
         if isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
             return list(text)
         raise TypeError(f"{name} must be a str (or a list of tokens), got {type(text).__name__}")
@@ -332,6 +359,35 @@ class Tokenizer:
         text = _NO_SPACE_AFTER.sub("\\1", text)
         text = re.sub(r"(\d\.) (\d)", "\\1\\2", text)
         return text.strip()
+
+    def _tokenize_head(self, text, limit):
+        """The tokens of ``text``, or when it is long, its first tokens (at least ``limit`` of them).
+
+        The text is tokenized a piece at a time, each piece ending before a
+        space or punctuation (where no word continues), so the tokens are those
+        of the whole text, and a 1,000,000-character text costs about what
+        ``limit`` tokens cost.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        step = max(4 * (limit or 0), 256)
+        if limit is None or len(text) <= 2 * step:
+            return self._tokenize(text)
+        tokens, start = [], 0
+        while start < len(text) and len(tokens) < limit:
+            end = self._piece_end(text, start + step)
+            tokens.extend(self._tokenize(text[start:end]))
+            start = end
+        return tokens
+
+    def _piece_end(self, text, position):
+        # Pre-tokenizers (jieba) join CJK characters into words, so then only spaces and punctuation end a piece.
+        words_only = self._pre_tokenize is None
+        for index in range(position, len(text)):
+            kind = _char_class(text[index])
+            if kind == _SPACE or (kind == _SPLIT and (words_only or is_punctuation(text[index]))):
+                return index
+        return len(text)
 
     def _tokenize(self, text, pre_tokenize=True):
         if not isinstance(text, str):

@@ -63,7 +63,7 @@ def test_faiss_backend_from_the_shell(folders, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["similar", "", "--index", "{root}/idx"], "empty or whitespace"),
-    (["similar", "查询", "--index", "{root}/nowhere"], "not a bert4sim index folder"),
+    (["similar", "查询", "--index", "{root}/nowhere"], "index folder not found"),
     (["index", "build", "{root}/missing.txt", "--out", "{root}/x"], "corpus file not found"),
     (["index", "build", "{root}/blank.txt", "--out", "{root}/x"], "has no non-empty lines"),
     (["synonyms", "查询", "-n", "0"], "n must be at least 1"),

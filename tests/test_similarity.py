@@ -67,7 +67,7 @@ def test_gen_synonyms_dedupes_and_excludes_the_query(sim):
 def test_index_persistence_round_trip(sim, tmp_path):
     index = sim.build_index(CORPUS)
     index.save(str(tmp_path / "index"))
-    assert sorted(os.listdir(tmp_path / "index")) == ["meta.json", "texts.json", "vectors.npy"]
+    assert sorted(os.listdir(tmp_path / "index")) == [".bert4sim.json", "meta.json", "texts.json", "vectors.npy"]
     loaded = VectorIndex.load(str(tmp_path / "index"))
     assert loaded.texts == CORPUS and loaded.model_id == sim.model_id
     np.testing.assert_array_equal(loaded.vectors, index.vectors)
