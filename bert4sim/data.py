@@ -97,7 +97,7 @@ def encode_pair(tokenizer, first, second, maxlen):
 
 
 def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_source=None, with_sources=False,
-                    length=None):
+                    length=None, general=None, ratio=(1, 1)):
     """Endless SimBERT batches ``(token_ids, segment_ids)`` as numpy arrays.
 
     Each step takes ``batch_size // 2`` groups, samples a pair from each and
@@ -108,6 +108,11 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
     each row's clean source sentence as a third item (for a teacher model).
     ``length`` pads every batch to that many tokens (fixed shapes for XLA;
     ``2 * maxlen`` holds any pair); by default to the batch's longest row.
+    ``general`` (groups too, e.g. ``[a, b]`` pairs mined from a general
+    corpus) are interleaved with ``groups`` at ``ratio`` (groups : general;
+    1:1 as RoFormer-Sim's stage 1) by :func:`interleave`, each side
+    reshuffled at every pass over it. With an ``encode_source`` (RoFormer-Sim)
+    each sentence is first cut at punctuation (:func:`roformer_sim_cut`).
 
     Example:
         >>> batches = simbert_batches(groups, tokenizer, batch_size=32)
@@ -118,26 +123,36 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
     if length is not None and length < 2 * maxlen:
         raise ValueError(f"length {length} is shorter than a pair can be (2 * maxlen = {2 * maxlen})")
     rng = np.random.default_rng(seed)
-    if len(groups) < batch_size // 2:
+    if general is None and len(groups) < batch_size // 2:
         raise ValueError(f"{len(groups)} groups cannot fill a batch of {batch_size} (needs {batch_size // 2} groups)")
+    pairs = _pair_stream(groups, general, ratio, batch_size // 2, rng, seed)
     while True:
-        order = rng.permutation(len(groups))
-        for start in range(0, len(order) - batch_size // 2 + 1, batch_size // 2):
-            token_ids, segment_ids, sources = [], [], []
-            for group_index in order[start : start + batch_size // 2]:
-                a, b = sample_pair(groups[group_index], rng)
-                for source, target in ((a, b), (b, a)):
-                    ids, segments = _pair_ids(tokenizer, source, target, maxlen, rng, encode_source)
-                    token_ids.append(ids)
-                    segment_ids.append(segments)
-                    sources.append(source)
-            batch = (sequence_padding(token_ids, length), sequence_padding(segment_ids, length))
-            yield batch + (sources,) if with_sources else batch
+        token_ids, segment_ids, sources = [], [], []
+        for a, b in itertools.islice(pairs, batch_size // 2):
+            for source, target in ((a, b), (b, a)):
+                ids, segments = _pair_ids(tokenizer, source, target, maxlen, rng, encode_source)
+                token_ids.append(ids)
+                segment_ids.append(segments)
+                sources.append(source)
+        batch = (sequence_padding(token_ids, length), sequence_padding(segment_ids, length))
+        yield batch + (sources,) if with_sources else batch
+
+
+def _pair_stream(groups, general, ratio, batch_pairs, rng, seed):
+    """Endless sampled pairs: whole passes over shuffled groups, or groups and general interleaved."""
+    if general is None:
+        while True:
+            order = rng.permutation(len(groups))
+            for index in order[: len(order) - len(order) % batch_pairs]:  # a pass drops its incomplete batch
+                yield sample_pair(groups[index], rng)
+    for _, group in interleave([groups, general], ratio, seed):
+        yield sample_pair(group, rng)
 
 
 def _pair_ids(tokenizer, source, target, maxlen, rng, encode_source):
     if encode_source is None:
         return encode_pair(tokenizer, source, target, maxlen)
+    source, target = roformer_sim_cut(source, maxlen), roformer_sim_cut(target, maxlen)
     source_ids = list(encode_source(tokenizer, source, rng))[:maxlen]
     if source_ids[-1] != tokenizer._token_end_id:
         source_ids[-1] = tokenizer._token_end_id
@@ -348,10 +363,18 @@ def jieba_words(text):
     return jieba.lcut(text, HMM=False)
 
 
-def masked_encode(tokenizer, text, rng, word_rate=0.15, pre_tokenize=jieba_words):
+def jieba_hmm_words(text):
+    """jieba's precise-mode words with its HMM on (``jieba.lcut(text)``): RoFormer-Sim's whole-word noise units."""
+    import jieba
+
+    return jieba.lcut(text)
+
+
+def masked_encode(tokenizer, text, rng, word_rate=0.15, pre_tokenize=jieba_hmm_words):
     """Encode ``text`` as a source with BART-style whole-word noise (RoFormer-Sim's rule).
 
-    The text is cut into words; each word is picked with probability
+    The text is cut into words (jieba with its HMM, as the RoFormer-Sim
+    scripts do); each word is picked with probability
     ``word_rate``; a picked word's tokens become ``[MASK]`` (80 % of picks),
     stay (10 %) or become random non-special ids (10 %). ``[CLS]``/``[SEP]``
     are never touched. Returns ``(token_ids, noised)`` where ``noised`` marks
@@ -379,7 +402,7 @@ def masked_encode(tokenizer, text, rng, word_rate=0.15, pre_tokenize=jieba_words
     return token_ids + [tokenizer._token_end_id], noised + [False]
 
 
-def noisy_source(noise_probability=0.5, word_rate=0.15, pre_tokenize=jieba_words):
+def noisy_source(noise_probability=0.5, word_rate=0.15, pre_tokenize=jieba_hmm_words):
     """An ``encode_source`` for :func:`simbert_batches`: noise half of the sources, as RoFormer-Sim does.
 
     Example:

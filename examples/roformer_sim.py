@@ -11,7 +11,14 @@ examples/simbert.py as teacher (trained first if checkpoints/simbert_demo is mis
     python examples/roformer_sim.py                   # char level
     python examples/roformer_sim.py --word-level      # jieba words + chars vocabulary built from the data
     python examples/roformer_sim.py --general-corpus examples/data/corpus.txt --mine-threshold 0.7
+                                                      # mined pairs interleaved 1:1 with the groups
     python examples/roformer_sim.py --micro           # seconds (CI)
+
+Defaults: with --config/--checkpoint (fine-tuning a released RoFormer(-Sim) checkpoint) the
+original's: batch 96 rows, constant learning rate 1e-5 (stage 2: the same), no gradient clipping.
+The tiny demo: batch 32, lr 1e-3 with 5 % warm-up and linear decay. Both: whole-word noise units
+from jieba with its HMM, long sentences cut at punctuation to 1.2 * maxlen characters, as the
+original scripts.
 
 The supervised stage that made the released "-ft" checkpoints (labelled similarity pairs + NLI, a
 5-way head over [u; v; |u-v|]) is examples/roformer_sim_supervised.py.
@@ -37,16 +44,21 @@ def parse_args(argv=None):
     parser.add_argument("--train", default=os.path.join(DATA, "simbert_train.json"))
     parser.add_argument("--dev", default=os.path.join(DATA, "simbert_dev.json"))
     parser.add_argument("--general-corpus", default=None, help="plain text, one passage a line: mine pairs")
+    parser.add_argument("--general-ratio", default="1:1", help="groups : mined general pairs, sampled in turn")
     parser.add_argument("--mine-threshold", type=float, default=0.7)
     parser.add_argument("--output", default=os.path.join(CHECKPOINTS, "roformer_sim_demo"))
     parser.add_argument("--stage1-epochs", type=int, default=150)
     parser.add_argument("--stage2-epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="rows (96 with --config, else 32)")
     parser.add_argument("--maxlen", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="1e-5 constant with --config, else 1e-3 with warm-up and decay")
+    parser.add_argument("--clip-norm", type=float, default=None, help="global gradient norm clip (original: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (96 if args.config else 32)
+    return args
 
 
 def load_teacher(args):
@@ -92,8 +104,8 @@ def teacher_batches(batches, teacher_tokenizer, maxlen):
 def main(argv=None):
     import keras
 
-    from bert4sim.data import (jieba_words, mine_similar_pairs, noisy_source, read_passages,
-                               read_synonym_groups, simbert_batches, to_dataset)
+    from bert4sim.data import (mine_similar_pairs, noisy_source, parse_ratio, read_passages, read_synonym_groups,
+                               simbert_batches, to_dataset)
     from bert4sim.losses import SimBERTTrainer
     from bert4sim.models import build_transformer_model, save_checkpoint
     from bert4sim.similarity import SimilarityModel
@@ -102,16 +114,17 @@ def main(argv=None):
 
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    groups = read_synonym_groups(args.train)
+    groups, general, ratio = read_synonym_groups(args.train), None, parse_ratio(args.general_ratio)
     if args.general_corpus:
         pairs = mine_similar_pairs(read_passages(args.general_corpus), args.mine_threshold)
-        print(f"mined {len(pairs)} general-sentence pairs (threshold {args.mine_threshold})")
-        groups += [[a, b] for a, b, _ in pairs]
+        print(f"mined {len(pairs)} general-sentence pairs (threshold {args.mine_threshold}), "
+              f"sampled {args.general_ratio} with the groups")
+        general = [[a, b] for a, b, _ in pairs] or None
     if args.micro:
-        groups = groups[:16]
+        groups, general = groups[:16], general and general[:16]
         args.stage1_epochs, args.stage2_epochs, args.batch_size = 3, 2, 8
         args.lr = args.lr or 3e-3
-    tokenizer = student_tokenizer(args, groups)
+    tokenizer = student_tokenizer(args, groups + (general or []))
     teacher, teacher_tokenizer = load_teacher(args)
     sizes = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64) if args.micro \
         else dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
@@ -123,23 +136,29 @@ def main(argv=None):
                                           with_pool="linear", return_keras_model=False,
                                           max_position_embeddings=512, **sizes)
     lr = args.lr or (1e-5 if args.config else 1e-3)
-    steps = max(1, len(groups) // (args.batch_size // 2))
-    noise = noisy_source(pre_tokenize=tokenizer._pre_tokenize or jieba_words)
+    steps = max(1, (len(groups) + len(general or [])) // (args.batch_size // 2))
+    noise = noisy_source()  # jieba with HMM for the noised words, as the original
+
+    def optimizer(rate, epochs):  # the original's constant rate when fine-tuning a released checkpoint
+        total = None if args.config else steps * epochs
+        return make_optimizer(rate, total_steps=total, warmup_ratio=0.05, global_clipnorm=args.clip_norm)
     os.makedirs(args.output, exist_ok=True)
     histories = []
 
     print("stage 1: generation + contrastive loss, noisy sources")
     stage1 = SimBERTTrainer(student, similarity_scale=20.0)
-    stage1.compile(optimizer=make_optimizer(lr, total_steps=steps * args.stage1_epochs, warmup_ratio=0.05))
-    data = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed, noise))
+    stage1.compile(optimizer=optimizer(lr, args.stage1_epochs))
+    data = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed, noise,
+                                      general=general, ratio=ratio))
     histories.append(stage1.fit(data, epochs=args.stage1_epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
                                 callbacks=training_callbacks(os.path.join(args.output, "stage1"), tensorboard=False)))
 
     print("stage 2: generation + distillation from the SimBERT teacher")
     stage2 = SimBERTTrainer(student, teacher=teacher, distillation_weight=100.0)
-    stage2.compile(optimizer=make_optimizer(lr / 2, total_steps=steps * args.stage2_epochs, warmup_ratio=0.05))
+    stage2.compile(optimizer=optimizer(lr if args.config else lr / 2, args.stage2_epochs))
     batches = teacher_batches(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed + 1, noise,
-                                              with_sources=True), teacher_tokenizer, args.maxlen)
+                                              with_sources=True, general=general, ratio=ratio),
+                              teacher_tokenizer, args.maxlen)
     histories.append(stage2.fit(to_dataset(batches, extra_inputs=2), epochs=args.stage2_epochs,
                                 steps_per_epoch=steps, verbose=2, shuffle=False,
                                 callbacks=training_callbacks(os.path.join(args.output, "stage2"), tensorboard=False)))

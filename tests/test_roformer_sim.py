@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from bert4sim.data import char_jaccard, masked_encode, mine_similar_pairs, noisy_source, split_sentences
+from bert4sim.data import (char_jaccard, masked_encode, mine_similar_pairs, noisy_source, simbert_batches,
+                           split_sentences)
 from bert4sim.tokenizers import Tokenizer, load_vocab
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -45,6 +46,34 @@ def test_noisy_source_noises_about_half_the_examples(tokenizer):
     assert 160 < noised < 240
 
 
+def test_stage1_interleaves_groups_and_general_pairs_and_cuts_at_punctuation(tokenizer):
+    groups = [["信用卡怎么注销", "怎么注销信用卡"], ["火车票如何改签", "怎么改签火车票"], ["手机充电慢", "手机充电很慢"]]
+    general = [["今天下雨了", "今天在下雨"], ["我想查询余额", "我要查询余额"]]
+    clean = lambda tokenizer, text, rng: tokenizer.encode(text)[0]  # noqa: E731 (no noise: compare texts)
+    batches = simbert_batches(groups, tokenizer, 8, maxlen=16, encode_source=clean, with_sources=True,
+                              general=general)
+    for _ in range(3):
+        sources = next(batches)[2]
+        kinds = ["group" if any(s in g for g in groups) else "general" for s in sources]
+        assert kinds == ["group", "group", "general", "general"] * 2  # pairs in turn, both orders adjacent
+    batches = simbert_batches(groups, tokenizer, 8, maxlen=16, encode_source=clean, with_sources=True,
+                              general=general, ratio=(1, 3))
+    kinds = ["group" if any(s in g for g in groups) else "general" for s in next(batches)[2]]
+    assert kinds == ["group"] * 2 + ["general"] * 6
+    long = [["我想注销信用卡，请问需要去柜台办理吗还是网上就可以", "怎么注销信用卡"]] * 2
+    token_ids, segment_ids = next(simbert_batches(long, tokenizer, 2, maxlen=10, encode_source=clean))
+    sources = {tokenizer.decode(ids[segments == 0]) for ids, segments in zip(token_ids, segment_ids)}
+    assert sources == {"我想注销信用卡", "怎么注销信用卡"}  # cut at the comma (12 characters at most), not at a token
+
+
+def test_example_defaults_follow_the_original_when_fine_tuning_a_released_checkpoint():
+    import roformer_sim
+
+    released, demo = roformer_sim.parse_args(["--config", "c.json", "--checkpoint", "c"]), roformer_sim.parse_args([])
+    assert (released.batch_size, released.clip_norm, released.general_ratio) == (96, None, "1:1")
+    assert demo.batch_size == 32
+
+
 def test_pair_mining_on_a_small_document():
     document = "信用卡可以在网上注销。信用卡也可以在网上注销。今天天气很好！明天可能会下雨？"
     assert split_sentences(document)[:2] == ["信用卡可以在网上注销。", "信用卡也可以在网上注销。"]
@@ -65,7 +94,9 @@ def test_roformer_sim_example_micro_char_and_word_level(tmp_path):
     teacher = str(tmp_path / "teacher")
     simbert.main(["--micro", "--output", teacher])
     out = str(tmp_path / "rsim")
-    student, tokenizer, histories = roformer_sim.main(["--micro", "--teacher", teacher, "--output", out])
+    student, tokenizer, histories = roformer_sim.main(["--micro", "--teacher", teacher, "--output", out,
+                                                       "--general-corpus", os.path.join(ROOT, "examples", "data",
+                                                                                        "corpus.txt")])
     assert histories[0].history["loss"][-1] < histories[0].history["loss"][0]
     assert "distillation_loss" in histories[1].history and "similarity_loss" not in histories[1].history
     reloaded = build_transformer_model(os.path.join(out, "bert_config.json"), out, model="roformer",
