@@ -138,7 +138,7 @@ def main(argv=None):
     from bert4sim.losses import SupervisedSimTrainer
     from bert4sim.models import save_checkpoint
     from bert4sim.similarity import SimilarityModel
-    from bert4sim.tokenizers import Tokenizer, build_vocab, save_vocab
+    from bert4sim.tokenizers import Tokenizer, build_vocab
     from bert4sim.training import make_optimizer
 
     args = parse_args(argv)
@@ -181,9 +181,7 @@ def main(argv=None):
     after = evaluate(trainer, sim, tokenizer, args, held_apart)
     report("after", after)
 
-    os.makedirs(args.output, exist_ok=True)
-    save_checkpoint(bert, os.path.join(args.output, "bert_model.ckpt"))
-    save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)
+    save_checkpoint(bert, os.path.join(args.output, "bert_model.ckpt"), vocab=tokenizer.token_dict)
     print(f"saved the encoder (Google format, bert_config.json, vocab.txt) in {os.path.abspath(args.output)}; "
           f"load it with SimilarityModel.from_checkpoint(..., model='roformer')")
     return history, before, after, sim

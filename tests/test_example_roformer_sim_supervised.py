@@ -24,6 +24,12 @@ def test_supervised_example_micro_run_prints_accuracy_and_saves_a_loadable_check
     texts = ["一位老人在公园里跑步", "信用卡怎么注销"]
     np.testing.assert_allclose(loaded.encode(texts, show_progress=False), sim.encode(texts, show_progress=False),
                                atol=1e-5)
+    # fine-tuning a checkpoint folder (--init) starts from its weights and vocabulary
+    again = str(tmp_path / "again")
+    _, before_again, _, _ = roformer_sim_supervised.main(["--init", out, "--batch-size", "16", "--maxlen", "32",
+                                                          "--epochs", "1", "--steps-per-epoch", "2", "--output", again])
+    # the encoder's weights carry over (the 5-way head is for training only and starts anew)
+    assert before_again["sts_spearman"] == pytest.approx(after["sts_spearman"], abs=1e-6)
 
 
 def test_supervised_example_arguments(tmp_path):
