@@ -276,6 +276,23 @@ def _bias_add(x, bias):
     return ops.add(x, bias)
 
 
+_GELU_VERSION = ["erf"]
+
+
+def set_gelu(version):
+    """Choose what ``"gelu"`` means in models built afterwards: ``"erf"`` (default, Google BERT) or ``"tanh"``.
+
+    bert4keras's switch, for checkpoints trained with the tanh approximation.
+
+    Example:
+        >>> set_gelu("tanh")
+    """
+    version = str(version).lower()
+    if version not in ("erf", "tanh"):
+        raise ValueError(f"gelu version must be 'erf' or 'tanh', got {version!r}")
+    _GELU_VERSION[0] = version
+
+
 def get_activation(name):
     """Map a ``hidden_act`` config value to a Keras activation.
 
@@ -289,6 +306,8 @@ def get_activation(name):
     """
     if callable(name):
         return name
+    if name == "gelu" and _GELU_VERSION[0] == "tanh":
+        name = "gelu_approximate"
     table = {
         "gelu": gelu_erf,
         "gelu_erf": gelu_erf,
