@@ -1120,3 +1120,5 @@ class EnhancedDecoderBlock(TransformerBlock):
 
     def compute_output_spec(self, inputs, attention_mask=None, **kwargs):
         return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
+
+from bert4sim.loss_layer import Loss  # noqa: E402,F401  (bert4keras kept Loss in layers)
