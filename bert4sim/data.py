@@ -348,6 +348,94 @@ def labelled_pair_batches(examples, tokenizer, batch_size, maxlen=64, length=Non
         if labels:
             token_ids = sequence_padding(token_ids, length).astype("int32")
             yield (token_ids, np.zeros_like(token_ids)), np.array(labels, dtype="int32")
+def _as_tf_structure(batch):
+    """Lists as tuples (Keras reads a tuple as several arrays), leaves as numpy arrays."""
+    if isinstance(batch, dict):
+        return {key: _as_tf_structure(value) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return tuple(_as_tf_structure(item) for item in batch)
+    return np.asarray(batch)
+
+
+def _variable_spec(structure):
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda a: tf.TensorSpec((None,) * a.ndim, tf.as_dtype(a.dtype)), structure)
+
+
+def batches_to_dataset(make_batches, inputs_only=False):
+    """A ``tf.data.Dataset`` over bert4keras-style batches, with every dimension left variable.
+
+    ``make_batches()`` returns an iterator of batches: ``(inputs, targets)``
+    (``targets`` may be None: dropped) or, with ``inputs_only``, inputs;
+    ``inputs`` an array or a list of arrays. The first batch fixes the
+    structure, dtypes and ranks only.
+
+    Example:
+        >>> dataset = batches_to_dataset(lambda: generator.forfit())
+        >>> model.fit(dataset, steps_per_epoch=100)
+    """
+    import tensorflow as tf
+
+    def normalised():
+        for batch in make_batches():
+            if inputs_only:
+                yield (_as_tf_structure(batch),)
+                continue
+            if not isinstance(batch, (list, tuple)) or len(batch) not in (1, 2, 3):
+                raise ValueError("a training batch must be (inputs, targets) or (inputs, targets, sample_weights), "
+                                 f"got {type(batch).__name__}" + (f" of length {len(batch)}" if hasattr(batch, "__len__")
+                                                                   else ""))
+            parts = [part for part in batch if part is not None]
+            yield tuple(_as_tf_structure(part) for part in parts)
+
+    first = next(iter(normalised()), None)
+    if first is None:
+        raise ValueError("the batch generator yielded nothing")
+    return tf.data.Dataset.from_generator(normalised, output_signature=_variable_spec(first))
+
+
+def samples_to_dataset(make_samples, types, shapes, batch_size, names=None, padded_batch=False):
+    """Batch single samples with tf.data (bert4keras's ``DataGenerator.to_dataset``).
+
+    ``types`` / ``shapes`` give each leaf of a sample (same nesting as the
+    samples; a shape is a list of ints / None); ``names`` turns the nesting
+    into dicts (a name, a list of names, or one list of names per part).
+
+    Example:
+        >>> samples_to_dataset(lambda: iter(samples), ("int32", "int32"), ([None], [None]), 32, padded_batch=True)
+    """
+    import tensorflow as tf
+
+    def is_leaf(t):
+        return not isinstance(t, (list, tuple, dict))
+
+    def conform(types, x):  # a sample in the nesting of ``types``, leaves as arrays
+        if isinstance(types, dict):
+            return {k: conform(types[k], x[k]) for k in types}
+        if not is_leaf(types):
+            return tuple(conform(t, i) for t, i in zip(types, x))
+        return np.asarray(x, dtype=types)
+
+    def spec(types, shapes):
+        if isinstance(types, dict):
+            return {k: spec(types[k], shapes[k]) for k in types}
+        if not is_leaf(types):
+            return tuple(spec(t, s) for t, s in zip(types, shapes))
+        return tf.TensorSpec(tuple(shapes), tf.as_dtype(types))
+
+    def wrap(structure):
+        if names is None:
+            return structure
+        if isinstance(names, str):
+            return {names: structure}
+        if isinstance(names[0], str):
+            return dict(zip(names, structure))
+        return tuple(dict(zip(n, part)) for n, part in zip(names, structure))
+
+    dataset = tf.data.Dataset.from_generator(lambda: (wrap(conform(types, x)) for x in make_samples()),
+                                             output_signature=wrap(spec(types, shapes)))
+    return dataset.padded_batch(batch_size) if padded_batch else dataset.batch(batch_size)
 
 
 # --- RoFormer-Sim: BART-style noise and pair mining ---

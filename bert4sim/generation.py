@@ -30,10 +30,46 @@ def softmax(x, axis=-1):
 
 
 def _sample_rows(probas, rng):
-    """One draw per row from row-wise distributions (inverse CDF, vectorised)."""
+    """One draw per row from row-wise distributions (inverse CDF, vectorised).
+
+    With ``rng=None`` the draws are numpy's global ones, one uniform per row
+    in row order, compared as ``np.random.choice`` compares them: the same
+    ids as bert4keras's per-row ``np.random.choice`` after ``np.random.seed``.
+    """
     cumulative = np.cumsum(probas, axis=1)
+    if rng is None:
+        cumulative /= cumulative[:, -1:]
+        uniforms = np.random.random_sample(len(probas))[:, None]
+        return np.minimum((cumulative <= uniforms).sum(axis=1), probas.shape[1] - 1)
     draws = rng.random(len(probas))[:, None] * cumulative[:, -1:]
     return np.minimum((cumulative < draws).sum(axis=1), probas.shape[1] - 1)
+
+
+class _QuietModel:
+    """A model's ``predict`` for one decoding step: a direct call, no progress bar, numpy out.
+
+    ``AutoRegressiveDecoder.last_token`` returns it, so a bert4keras
+    ``predict`` written as ``self.last_token(model).predict([ids, segs])``
+    prints nothing per step (Keras 3's ``predict`` shows a progress bar by
+    default and sets up a data pipeline on every call). Other attributes are
+    the wrapped Keras model's.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        arrays = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else np.asarray(x)
+        outputs = self.model(arrays, training=False)
+        if isinstance(outputs, (list, tuple)):
+            return [ops.convert_to_numpy(o) for o in outputs]
+        return ops.convert_to_numpy(outputs)
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
 
 
 def _top_k_indices(scores, k):
@@ -113,12 +149,15 @@ class AutoRegressiveDecoder:
         return decorator
 
     def last_token(self, model):
-        """A model returning only the last position of ``model``'s outputs (cached per model)."""
+        """A model returning only the last position of ``model``'s outputs (cached per model).
+
+        Its ``predict`` calls the model directly and prints nothing (see :class:`_QuietModel`).
+        """
         if model not in self.models:
             import keras
 
             outputs = [keras.layers.Lambda(lambda x: x[:, -1])(output) for output in model.outputs]
-            self.models[model] = keras.Model(model.inputs, outputs)
+            self.models[model] = _QuietModel(keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0]))
         return self.models[model]
 
     def predict(self, inputs, output_ids, states):
@@ -145,8 +184,6 @@ class AutoRegressiveDecoder:
         ids = _top_k_indices(scores, k)
         return np.take_along_axis(scores, ids, axis=1), ids, states
 
-    def _rng(self, seed):
-        return np.random.default_rng(seed) if seed is not None else np.random.default_rng(np.random.randint(2**31))
 
     def beam_search(self, inputs, topk, states=None, temperature=1, min_ends=1):
         """The most probable sequence by beam search with ``topk`` beams.
@@ -188,7 +225,12 @@ class AutoRegressiveDecoder:
     def random_sample(self, inputs, n, topk=None, topp=None, states=None, temperature=1, min_ends=1, seed=None):
         """``n`` sampled sequences (top-k, then top-p filtering, temperature).
 
-        ``seed`` makes the draws reproducible (bert4sim extension).
+        Without ``seed`` the draws come from numpy's global generator exactly
+        as bert4keras 0.11.5 made them (``np.random.seed(s)`` before the call
+        reproduces its samples on the same model; the order of the top-k
+        candidates comes from ``argpartition``, which may differ between numpy
+        versions). ``seed`` draws from ``np.random.default_rng(seed)`` instead
+        (bert4sim extension, also used by :class:`CachedDecoder`).
 
         Example:
             >>> samples = generator.random_sample([token_ids, segment_ids], n=10, topp=0.95, seed=0)
@@ -197,12 +239,15 @@ class AutoRegressiveDecoder:
             raise ValueError(f"n must be at least 1, got {n}")
         if topk is not None and topk < 1:
             raise ValueError(f"topk must be at least 1, got {topk}")
-        rng = self._rng(seed)
+        rng = None if seed is None else np.random.default_rng(seed)
+        # bert4keras's order of operations on the full distribution, unless a subclass selects candidates itself
+        as_bert4keras = rng is None and type(self).candidates is AutoRegressiveDecoder.candidates
         inputs = [np.array([i]) for i in inputs]
         output_ids = self.first_output_ids
         results = []
         for step in range(self.maxlen):
-            probas, candidates, states = self.candidates(inputs, output_ids, states, temperature, topk, "probas")
+            probas, candidates, states = self.candidates(inputs, output_ids, states, temperature,
+                                                         None if as_bert4keras else topk, "probas")
             probas = probas / probas.sum(axis=1, keepdims=True)
             if step == 0:
                 probas = np.repeat(probas, n, axis=0)
@@ -210,8 +255,12 @@ class AutoRegressiveDecoder:
                 inputs = [np.repeat(i, n, axis=0) for i in inputs]
                 output_ids = np.repeat(output_ids, n, axis=0)
                 states = self.select_rows(states, np.zeros(n, dtype=int))
+            if as_bert4keras and topk is not None:
+                candidates = probas.argpartition(-topk, axis=1)[:, -topk:]
+                probas = np.take_along_axis(probas, candidates, axis=1)
+                probas /= probas.sum(axis=1, keepdims=True)
             if topp is not None:
-                order = np.argsort(-probas, axis=1, kind="stable")
+                order = probas.argsort(axis=1)[:, ::-1] if rng is None else np.argsort(-probas, axis=1, kind="stable")
                 probas = np.take_along_axis(probas, order, axis=1)
                 beyond = np.roll(np.cumsum(probas, axis=1) >= topp, 1, axis=1)
                 beyond[:, 0] = False

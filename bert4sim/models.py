@@ -234,11 +234,17 @@ class Transformer:
 
     # -- building -----------------------------------------------------------
 
-    def _initializer(self):
+    @property
+    def initializer(self):
+        """A new truncated-normal initializer with the config's ``initializer_range`` (for heads added by scripts).
+
+        Example:
+            >>> head = keras.layers.Dense(2, kernel_initializer=bert.initializer)(bert.model.output)
+        """
         return keras.initializers.TruncatedNormal(stddev=self.config["initializer_range"])
 
     def _make_layers(self):
-        c, init = self.config, self._initializer()
+        c, init = self.config, self.initializer
         self.token_embedding = L.TokenEmbedding(
             c["vocab_size"], c["hidden_size"], init, name="Embedding-Token"
         )
@@ -383,14 +389,17 @@ class Transformer:
         return mapping
 
     def load_weights_from_checkpoint(
-        self, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None, allow_unused=False
+        self, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None, allow_unused=False,
+        ignore_invalid_weights=False,
     ):
         """Load a Google-format checkpoint into the model.
 
         ``keep_tokens`` selects vocabulary rows of the embedding and MLM bias;
         ``allow_missing_heads`` tolerates a checkpoint without the pooler or
         MLM head (those weights keep their random initialisation, with a
-        warning); ``prefix`` is the variable scope (``"bert"`` by default,
+        warning); ``ignore_invalid_weights`` (bert4keras's option) keeps the
+        initial value of any variable missing from the checkpoint or of another
+        shape, with a warning naming each; ``prefix`` is the variable scope (``"bert"`` by default,
         detected automatically when the checkpoint uses e.g. ``"roformer"``).
         A checkpoint variable of the model's scope that no weight takes (e.g.
         ``encoder/layer_3`` when the config says 2 layers) is an error unless
@@ -432,18 +441,24 @@ class Transformer:
             if keep_tokens is not None and name in VOCAB_VARIABLES:
                 value = _select_rows(value, keep_tokens, full_name)
             if tuple(value.shape) != tuple(variable.shape):
+                if ignore_invalid_weights:
+                    skipped.append(f"{full_name} of shape {tuple(variable.shape)} (checkpoint: {tuple(value.shape)})")
+                    continue
                 problems.append(
                     f"shape mismatch for {full_name}: checkpoint has {tuple(value.shape)}, "
                     f"model expects {tuple(variable.shape)}"
                 )
                 continue
             variable.assign(value.astype(variable.dtype))
-        if not allow_unused:
+        if not allow_unused and not ignore_invalid_weights:
             unused = _unused_variables(shapes, prefix, mapping)
             if unused:
                 shown = ", ".join(unused[:4]) + (f" and {len(unused) - 4} more" if len(unused) > 4 else "")
                 problems.append(f"checkpoint {path} holds variables this model does not use: {shown} (does the "
                                 f"config match the checkpoint? pass allow_unused=True to load anyway)")
+        if problems and ignore_invalid_weights:
+            skipped += [problem.split(" is missing")[0].replace("variable ", "") for problem in problems]
+            problems = []
         if problems:
             raise ValueError("cannot load checkpoint:\n  " + "\n  ".join(problems))
         if skipped:
@@ -571,6 +586,7 @@ def build_transformer_model(
     allow_missing_heads=False,
     checkpoint_prefix=None,
     allow_unused=False,
+    ignore_invalid_weights=False,
     **kwargs,
 ):
     """Build a BERT or RoFormer model and optionally load a Google checkpoint.
@@ -584,7 +600,9 @@ def build_transformer_model(
     (``"bfloat16"``: matrix products in bfloat16, everything else float32,
     see :func:`bert4sim.layers.set_matmul_dtype`). A checkpoint variable
     the model does not take (a layer beyond ``num_hidden_layers``) is an
-    error unless ``allow_unused=True``.
+    error unless ``allow_unused=True``; any other keyword is an error that
+    names it. ``ignore_invalid_weights=True`` keeps the initial value of
+    checkpoint variables that are missing or of another shape.
 
     Example:
         >>> encoder = build_transformer_model(
@@ -596,6 +614,12 @@ def build_transformer_model(
     builder_keys = {"dropout_rate", "attention_dropout_rate", "name"}
     builder_args = {k: kwargs.pop(k) for k in list(kwargs) if k in builder_keys}
     matmul_dtype = kwargs.pop("matmul_dtype", None)
+    known = set(REQUIRED_CONFIG_KEYS) | set(CONFIG_DEFAULTS) | _config_file_keys(config_path)
+    unknown = sorted(k for k in kwargs if k not in known)
+    if unknown:
+        raise TypeError(f"build_transformer_model got unknown keyword(s) {', '.join(map(repr, unknown))}: neither "
+                        f"an option ({', '.join(sorted(builder_keys | {'matmul_dtype', 'ignore_invalid_weights'}))}, "
+                        f"...) nor a config key ({', '.join(sorted(known))})")
     config = read_config(config_path, **kwargs)
     if keep_tokens is not None:
         config["vocab_size"] = len(keep_tokens)
@@ -616,8 +640,20 @@ def build_transformer_model(
             allow_missing_heads=allow_missing_heads,
             prefix=checkpoint_prefix,
             allow_unused=allow_unused,
+            ignore_invalid_weights=ignore_invalid_weights,
         )
     return transformer.model if return_keras_model else transformer
+
+
+def _config_file_keys(config_path):
+    if config_path is None or not os.path.isfile(config_path):
+        return set()  # read_config reports the missing file
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return set()  # read_config reports the problem
+    return set(config) if isinstance(config, dict) else set()
 
 
 def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert", vocab=None):
@@ -772,7 +808,7 @@ def build_retromae_model(
         dropout_rate=encoder.dropout_rate,
         attention_dropout_rate=encoder.attention_dropout_rate,
         use_rope=model == "roformer",
-        kernel_initializer=encoder._initializer(),
+        kernel_initializer=encoder.initializer,
         name="RetroMAE-Decoder",
     )
     token_ids, segment_ids = encoder.model.inputs

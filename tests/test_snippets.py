@@ -48,8 +48,13 @@ def test_data_generator_batches_and_forfit():
     np.random.seed(0)
     shuffled = sum(list(generator.__iter__(random=True)), [])
     assert sorted(shuffled) == list(range(5))
-    endless = generator.forfit()
-    assert len([next(endless) for _ in range(7)]) == 7
+    class XY(Batches):
+        def __iter__(self, random=False):
+            for batch in super().__iter__(random):
+                yield np.array(batch), None
+
+    endless = iter(XY(list(range(5)), batch_size=2).forfit())  # a tf.data.Dataset repeating the epochs
+    assert [len(next(endless)[0]) for _ in range(7)] == [2, 2, 1, 2, 2, 1, 2]
     streamed = Batches(iter(range(5)), batch_size=2, buffer_size=3)
     assert streamed.steps is None and sorted(sum(streamed.__iter__(True), [])) == list(range(5))
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
