@@ -18,6 +18,12 @@ it, and so do the other examples:
                                                             #   Spearman on the held-apart STS test
     python examples/retromae_pretrain.py --corpus my.txt --config .../bert_config.json \
         --checkpoint .../bert_model.ckpt --vocab .../vocab.txt --maxlen 256 --lr 1e-4 --epochs 1
+
+Defaults: with --config (continuing from a released checkpoint) a global batch of 256 as in the
+reference's runs, lr 1e-4 with 10 % warm-up and linear decay; the tiny demo: batch 32, lr 1e-3. Both
+clip gradients to a global norm of 1.0 (the reference's Hugging Face Trainer). Masks are sampled as
+the reference samples them: whole words, round(rate * (n + 2)) of a text's n tokens (encoder 0.3,
+decoder 0.5), one of min(L, 256) decoder masks per row plus the diagonal.
 """
 import argparse
 import os
@@ -44,8 +50,11 @@ def parse_args(argv=None):
     parser.add_argument("--decoder-mask-rate", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the texts")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="global batch (256 with --config, as the reference's runs; else 32)")
     parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-4 from a checkpoint")
+    parser.add_argument("--clip-norm", type=float, default=1.0,
+                        help="global gradient norm clip (the reference's HF Trainer: 1.0); 0 for none")
     parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
@@ -53,7 +62,9 @@ def parse_args(argv=None):
                         help="after pre-training, fine-tune it and a randomly initialised twin briefly on "
                              "sts_train.tsv (CoSENT, [CLS] vectors) and print Spearman on sts_test.tsv")
     parser.add_argument("--finetune-epochs", type=int, default=2)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (256 if args.config else 32)
+    return args
 
 
 def load_tokenizer(args):
@@ -101,7 +112,8 @@ def pretrain(args):
                                             return_keras_model=False, **(MICRO if args.micro else TINY))
         trainer = RetroMAETrainer(retromae)
         lr = args.lr or (1e-4 if args.config else 1e-3)
-        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1))
+        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1,
+                                                 global_clipnorm=args.clip_norm or None))
     print(f"{len(texts)} texts of at most {args.maxlen} tokens; {steps} steps x {args.epochs} epochs")
     dataset = retromae_dataset(retromae_batches(texts, collator, args.batch_size, seed=args.seed))
     os.makedirs(args.output, exist_ok=True)

@@ -43,6 +43,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="default 2e-5 with --init, 2e-3 with --micro, else 1e-3")
+    parser.add_argument("--clip-norm", type=float, default=1.0,
+                        help="global gradient norm clip (sentence-transformers' fit: 1.0); 0 for none")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="1-layer hidden-32 model, 480 rows, 6 epochs of batch 16, lr 2e-3")
     return parser.parse_args(argv)
@@ -156,8 +158,8 @@ def main(argv=None):
     trainer = SentenceBERTTrainer(encoder, args.objective)
     lr = args.lr or (2e-5 if args.init else 2e-3 if args.micro else 1e-3)
     # XLA would recompile for every new padded length; plain graph mode is faster here on CPU.
-    trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1),
-                    jit_compile=False)
+    trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1,
+                                             global_clipnorm=args.clip_norm or None), jit_compile=False)
     target_dtype = "int32" if args.objective == "classification" else "float32"
     dataset = to_dataset(batches(rows, tokenizer, args.batch_size, args.maxlen, rng),
                          len(rows[0][0]) * 2, target_dtype)

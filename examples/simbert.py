@@ -9,7 +9,11 @@ prints gen_synonyms / most_similar for a few queries.
     python examples/simbert.py --micro                 # seconds: CI smoke run
     python examples/simbert.py --precision mixed_float16 --xla   # GPU(s): MirroredStrategy when several
     python examples/simbert.py --config .../bert_config.json --checkpoint .../bert_model.ckpt \
-        --vocab .../vocab.txt --epochs 1 --batch-size 32 --lr 1e-5
+        --vocab .../vocab.txt --epochs 1
+
+Defaults: with --config (fine-tuning a released checkpoint) the original script's: batch 128 rows,
+constant learning rate 2e-6, no gradient clipping. The tiny demo: batch 32, lr 1e-3 with 5 % warm-up
+and linear decay.
 """
 import argparse
 import os
@@ -35,9 +39,11 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=os.path.join(HERE, "..", "checkpoints", "simbert_demo"))
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the groups")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="rows (128 with --config, else 32)")
     parser.add_argument("--maxlen", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-5 fine-tuning")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="2e-6 constant with --config, else 1e-3 with warm-up and decay")
+    parser.add_argument("--clip-norm", type=float, default=None, help="global gradient norm clip (original: none)")
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16"],
                         help="bfloat16: matrix products in bfloat16; auto (default): bfloat16 where it is faster on "
@@ -47,7 +53,9 @@ def parse_args(argv=None):
                         help="back up every N steps (default: every epoch); a killed run resumes from the backup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (128 if args.config else 32)
+    return args
 
 
 def build(args, tokenizer, keep_tokens=None, matmul_dtype=None):
@@ -93,8 +101,10 @@ def train(args):
     with strategy.scope():
         bert = build(args, tokenizer, keep_tokens, matmul_dtype)
         trainer = SimBERTTrainer(bert)
-        lr = args.lr or (1e-5 if args.config else 1e-3)
-        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.05),
+        lr = args.lr or (2e-6 if args.config else 1e-3)
+        schedule = None if args.config else steps * args.epochs  # the original's rate is constant
+        trainer.compile(optimizer=make_optimizer(lr, total_steps=schedule, warmup_ratio=0.05,
+                                                 global_clipnorm=args.clip_norm),
                         jit_compile=args.xla)
     length = 2 * args.maxlen if args.xla else None  # XLA compiles once per shape: pad to one length
     dataset = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, seed=args.seed,
