@@ -45,6 +45,20 @@ def _sample_rows(probas, rng):
     return np.minimum((cumulative < draws).sum(axis=1), probas.shape[1] - 1)
 
 
+def _quietly(function, *args):
+    """Call ``function`` with Keras's progress bars off: a ``model.predict`` made at every decoding step
+    (as bert4keras scripts write it) would print one bar per step."""
+    import keras
+
+    if not keras.utils.is_interactive_logging_enabled():
+        return function(*args)
+    keras.utils.disable_interactive_logging()
+    try:
+        return function(*args)
+    finally:
+        keras.utils.enable_interactive_logging()
+
+
 class _QuietModel:
     """A model's ``predict`` for one decoding step: a direct call, no progress bar, numpy out.
 
@@ -129,7 +143,7 @@ class AutoRegressiveDecoder:
             def new_predict(self, inputs, output_ids, states, temperature=1, rtype=default_rtype):
                 if rtype not in ("probas", "logits"):
                     raise ValueError(f"rtype must be 'probas' or 'logits', got {rtype!r}")
-                prediction = predict(self, inputs, output_ids, states)
+                prediction = _quietly(predict, self, inputs, output_ids, states)
                 scores, states = prediction if use_states else (prediction, None)
                 scores = np.asarray(scores, dtype="float64")
                 if default_rtype == "logits":

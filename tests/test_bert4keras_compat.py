@@ -263,3 +263,22 @@ def test_build_transformer_model_options(tmp_path):
     with pytest.warns(UserWarning, match="intermediate"):
         build_transformer_model(config, os.path.join(CHECKPOINT, "bert_model.ckpt"), intermediate_size=96,
                                 ignore_invalid_weights=True)
+
+
+def test_decoding_with_a_direct_model_predict_prints_nothing(capsys):
+    """SimBERT's script calls ``seq2seq.predict(...)`` itself at every step."""
+    bert = build_transformer_model(os.path.join(CHECKPOINT, "bert_config.json"),
+                                   os.path.join(CHECKPOINT, "bert_model.ckpt"), application="unilm")
+
+    class Direct(AutoRegressiveDecoder):
+        @AutoRegressiveDecoder.wraps("probas")
+        def predict(self, inputs, output_ids, step):
+            token_ids = np.concatenate([inputs[0], output_ids], 1)
+            segment_ids = np.concatenate([inputs[1], np.ones_like(output_ids)], 1)
+            return bert.predict([token_ids, segment_ids])[:, -1]
+
+    capsys.readouterr()
+    samples = Direct(start_id=None, end_id=3, maxlen=3).random_sample([[2, 10, 3], [0, 0, 0]], n=2, topk=3)
+    assert len(samples) == 2 and capsys.readouterr().out == ""
+    bert.predict(to_array([[2, 10, 3]], [[0, 0, 0]]))  # outside decoding Keras's progress bar is back
+    assert capsys.readouterr().out != ""
