@@ -97,8 +97,8 @@ def encode_pair(tokenizer, first, second, maxlen):
 
 
 def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_source=None, with_sources=False,
-                    length=None, general=None, ratio=(1, 1)):
-    """Endless SimBERT batches ``(token_ids, segment_ids)`` as numpy arrays.
+                    length=None, general=None, ratio=(1, 1), start_step=0):
+    """Endless SimBERT batches ``(token_ids, segment_ids)`` as numpy arrays, from batch ``start_step`` on.
 
     Each step takes ``batch_size // 2`` groups, samples a pair from each and
     puts both orders ``a→b`` and ``b→a`` next to each other, so row i's
@@ -114,21 +114,30 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
     reshuffled at every pass over it. With an ``encode_source`` (RoFormer-Sim)
     each sentence is first cut at punctuation (:func:`roformer_sim_cut`).
 
+    The stream is step-indexed: batch ``s`` (groups, pairs, noise) is a
+    function of the arguments and ``s`` only, so ``start_step=s`` gives
+    exactly the batches a stream started at 0 gives from its ``s``-th on —
+    what a resumed training run needs (see :func:`to_dataset`).
+
     Example:
         >>> batches = simbert_batches(groups, tokenizer, batch_size=32)
         >>> token_ids, segment_ids = next(batches)
+        >>> later = simbert_batches(groups, tokenizer, batch_size=32, start_step=1)   # next(later) is batch 1
     """
     if batch_size < 2 or batch_size % 2:
         raise ValueError(f"batch_size must be even and at least 2 (pairs stay together), got {batch_size}")
     if length is not None and length < 2 * maxlen:
         raise ValueError(f"length {length} is shorter than a pair can be (2 * maxlen = {2 * maxlen})")
-    rng = np.random.default_rng(seed)
+    _check_seed("seed", seed)
+    _check_seed("start_step", start_step)
     if general is None and len(groups) < batch_size // 2:
         raise ValueError(f"{len(groups)} groups cannot fill a batch of {batch_size} (needs {batch_size // 2} groups)")
-    pairs = _pair_stream(groups, general, ratio, batch_size // 2, rng, seed)
-    while True:
+    chosen = _batch_groups(groups, general, ratio, batch_size // 2, seed, int(start_step))
+    for step, batch_groups in enumerate(chosen, int(start_step)):
+        rng = np.random.default_rng([seed, 1, step])  # this batch's pairs and noise
         token_ids, segment_ids, sources = [], [], []
-        for a, b in itertools.islice(pairs, batch_size // 2):
+        for group in batch_groups:
+            a, b = sample_pair(group, rng)
             for source, target in ((a, b), (b, a)):
                 ids, segments = _pair_ids(tokenizer, source, target, maxlen, rng, encode_source)
                 token_ids.append(ids)
@@ -138,15 +147,31 @@ def simbert_batches(groups, tokenizer, batch_size, maxlen=32, seed=0, encode_sou
         yield batch + (sources,) if with_sources else batch
 
 
-def _pair_stream(groups, general, ratio, batch_pairs, rng, seed):
-    """Endless sampled pairs: whole passes over shuffled groups, or groups and general interleaved."""
-    if general is None:
+def _check_seed(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _batch_groups(groups, general, ratio, batch_pairs, seed, start_step):
+    """Endless lists of the groups each batch samples from, from batch ``start_step`` on.
+
+    Without ``general``: whole passes over the groups, each in the order of
+    its own seed (a pass drops its incomplete batch). With it: the items of
+    :func:`interleave`, which is step-indexed too. The seed sequences are
+    tagged (0: pass orders, 1: a batch's draws, 2: interleave) so none repeats.
+    """
+    if general is not None:
+        stream = interleave([groups, general], ratio, seed, start=start_step * batch_pairs)
         while True:
-            order = rng.permutation(len(groups))
-            for index in order[: len(order) - len(order) % batch_pairs]:  # a pass drops its incomplete batch
-                yield sample_pair(groups[index], rng)
-    for _, group in interleave([groups, general], ratio, seed):
-        yield sample_pair(group, rng)
+            yield [group for _, group in itertools.islice(stream, batch_pairs)]
+    steps_per_pass = len(groups) // batch_pairs
+    step, order, order_pass = start_step, None, None
+    while True:
+        pass_index, position = divmod(step, steps_per_pass)
+        if pass_index != order_pass:
+            order, order_pass = np.random.default_rng([seed, 0, pass_index]).permutation(len(groups)), pass_index
+        yield [groups[i] for i in order[position * batch_pairs : (position + 1) * batch_pairs]]
+        step += 1
 
 
 def _pair_ids(tokenizer, source, target, maxlen, rng, encode_source):
@@ -160,38 +185,68 @@ def _pair_ids(tokenizer, source, target, maxlen, rng, encode_source):
     return source_ids + target_ids, [0] * len(source_ids) + [1] * len(target_ids)
 
 
-def to_dataset(batches, extra_inputs=0):
-    """Wrap a generator of numpy batches as a ``tf.data.Dataset`` for ``model.fit``.
+def to_dataset(batches, extra_inputs=0, start_step=0):
+    """Wrap numpy batches as a ``tf.data.Dataset`` for ``model.fit``.
 
     Every batch is a tuple of int32 ``[batch, length]`` arrays; the dataset
     yields ``((array, ...),)`` so Keras sees them all as model inputs.
 
+    ``batches`` is an iterator of batches, or a step-indexed stream: a
+    function ``step -> iterator of the batches from step on`` (e.g. a lambda
+    over :func:`simbert_batches` with ``start_step=step``). A function is
+    called afresh each time the dataset is iterated, with ``start_step`` (an
+    int, or a function returning one, read at that moment: give
+    ``ExactResume.start_step`` from bert4sim.training and a run resumed from
+    a backup reads the batches the killed run would have read next). Keras's
+    ``fit`` under a ``tf.distribute`` strategy opens the dataset once to learn
+    the shapes before training; a plain iterator loses those batches, a
+    function does not.
+
+    Under multi-worker training each batch is a global batch: every worker
+    makes it and keeps its own contiguous slice of rows (auto-shard by data).
+
     Example:
         >>> dataset = to_dataset(simbert_batches(groups, tokenizer, 32))
+        >>> dataset = to_dataset(lambda step: simbert_batches(groups, tokenizer, 32, start_step=step),
+        ...                      start_step=resume.start_step)
         >>> trainer.fit(dataset, steps_per_epoch=100)
     """
     import tensorflow as tf
 
     count = 2 + extra_inputs
     spec = tuple(tf.TensorSpec((None, None), tf.int32) for _ in range(count))
+    if callable(batches):
+        def stream():
+            step = start_step() if callable(start_step) else start_step
+            return batches(int(step))
+    elif start_step:
+        raise ValueError("start_step needs batches given as a function of the start step, not an iterator")
+    else:
+        def stream():
+            return batches
+
     dataset = tf.data.Dataset.from_generator(
-        lambda: ((tuple(np.asarray(a, "int32") for a in batch),) for batch in batches),
+        lambda: ((tuple(np.asarray(a, "int32") for a in batch),) for batch in stream()),
         output_signature=(spec,),
     )
-    return dataset.prefetch(2)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(2)
 
 
 # --- Interleaving sources ---
 
 
-def interleave(sources, ratio=None, seed=0):
+def interleave(sources, ratio=None, seed=0, start=0):
     """Endless ``(source_index, item)`` from several lists, taking ``ratio[k]`` items of source k in turn.
 
     Each source is reshuffled at every pass over it (independently of the
     others), so a small source repeats while a large one is still going: a
     1:1 mix means one item of each in turn, whatever the sizes — how the
     RoFormer-Sim scripts mix question groups with general pairs (stage 1) and
-    similarity pairs with NLI pairs (supervised stage).
+    similarity pairs with NLI pairs (supervised stage). Item ``t`` is a
+    function of ``(sources, ratio, seed, t)``: ``start=t`` begins there, as
+    a resumed run needs.
 
     Example:
         >>> stream = interleave([groups, general_pairs], ratio=(1, 1))
@@ -207,18 +262,21 @@ def interleave(sources, ratio=None, seed=0):
     for index, (source, r) in enumerate(zip(sources, ratio)):
         if r and not len(source):
             raise ValueError(f"source {index} is empty but its ratio is {r}")
-    rng = np.random.default_rng(seed)
-
-    def endless(source):
-        while True:
-            for i in rng.permutation(len(source)):
-                yield source[i]
-
-    streams = [endless(source) for source in sources]
+    _check_seed("seed", seed)
+    _check_seed("start", start)
+    # one cycle takes ratio[k] items of source k in turn; slot i of a cycle is item `rank[i]` of that cycle's share
+    owner = [k for k, r in enumerate(ratio) for _ in range(r)]
+    rank = [i for r in ratio for i in range(r)]
+    orders = {}
+    t = int(start)
     while True:
-        for index, r in enumerate(ratio):
-            for _ in range(r):
-                yield index, next(streams[index])
+        cycle, slot = divmod(t, len(owner))
+        k = owner[slot]
+        pass_index, position = divmod(cycle * ratio[k] + rank[slot], len(sources[k]))
+        if orders.get(k, (None,))[0] != pass_index:  # the order of pass `pass_index` over source k
+            orders[k] = pass_index, np.random.default_rng([seed, 2, k, pass_index]).permutation(len(sources[k]))
+        yield k, sources[k][orders[k][1][position]]
+        t += 1
 
 
 def parse_ratio(text):

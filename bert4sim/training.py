@@ -12,6 +12,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -48,18 +49,51 @@ def get_strategy():
     workers, ``MirroredStrategy`` when several GPUs are visible, the default
     strategy otherwise (see :func:`strategy_kind`). Build and compile the
     model inside ``strategy.scope()``; batches are global and Keras splits
-    each one across the replicas (see :func:`replica_batch_size`).
+    each one across the replicas (see :func:`replica_batch_size`). With
+    ``TF_CONFIG``, call it first, before any TensorFlow op runs.
 
     Example:
         >>> strategy = get_strategy(); strategy.num_replicas_in_sync
         1
     """
-    kind = strategy_kind(os.environ.get("TF_CONFIG"), len(tf.config.list_logical_devices("GPU")))
+    # physical devices: listing logical ones would start TensorFlow's runtime, after which
+    # MultiWorkerMirroredStrategy can no longer configure its collective ops
+    kind = strategy_kind(os.environ.get("TF_CONFIG"), len(tf.config.list_physical_devices("GPU")))
     if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return MultiWorkerStrategy()
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise RuntimeError("TF_CONFIG asks for multi-worker training, but TensorFlow already ran an op in this "
+                               "process: call get_strategy() before building models or creating tensors") from None
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` gives it.
+
+    ``fit`` reduces the first batch (a tuple of per-replica tensors) to learn
+    its shapes, and each step's logs (per-replica scalars) with ``axis=0``;
+    TensorFlow's multi-worker ``reduce`` takes neither a structure nor a
+    scalar with an axis, so ``fit`` fails (keras-team/keras#20585). Here a
+    structure is reduced value by value (every worker runs the same
+    reductions in the same order, as collectives need) and a scalar is
+    reduced across replicas only. Everything else is TensorFlow's.
+
+    Example:
+        >>> strategy = MultiWorkerStrategy()   # what get_strategy() returns when TF_CONFIG names 2+ workers
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        def reduce_one(one):
+            local = self.experimental_local_results(one)[0]
+            scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
+            return super(MultiWorkerStrategy, self).reduce(reduce_op, one, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_one, value)
 
 
 def replica_batch_size(global_batch_size, strategy=None, multiple=2):
@@ -202,6 +236,11 @@ def make_optimizer(learning_rate=1e-5, total_steps=None, warmup_ratio=0.1, weigh
     return optimizer
 
 
+def _optimizer_step(model):
+    """The optimizer's step count as an int (also for a mirrored step variable under tf.distribute)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Stop training once the optimizer has taken ``steps`` steps (default: ``epochs × steps_per_epoch``).
 
@@ -230,31 +269,85 @@ class StopAtStep(keras.callbacks.Callback):
         self._target = self.steps or planned[0] * planned[1]
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) >= self._target:
+        if _optimizer_step(self.model) >= self._target:
             self.model.stop_training = True
 
 
-def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_every=None):
+class ExactResume(keras.callbacks.Callback):
+    """Makes a run resumed from a backup continue exactly as the killed run would have.
+
+    Goes after ``BackupAndRestore`` in the callback list (as
+    :func:`training_callbacks` puts it). Two things depend on how far
+    training got, and Keras's backup restores neither:
+
+    - the data: :meth:`start_step` is the optimizer step at which this
+      ``fit`` began (the backup's step after a restore); given to
+      :func:`bert4sim.data.to_dataset` as ``start_step``, a step-indexed
+      stream restarts at the batch the killed run would have read next;
+    - dropout: before every step, the state of each dropout seed generator
+      in the model is set to (its seed, ``step * 2**20``), so the masks are a
+      function of the step and not of how many steps this process has run
+      (a step may call a generator up to 2**20 times).
+
+    Example:
+        >>> resume = ExactResume()
+        >>> dataset = to_dataset(lambda step: simbert_batches(groups, tokenizer, 32, start_step=step),
+        ...                      start_step=resume.start_step)
+        >>> trainer.fit(dataset, epochs=3, steps_per_epoch=100,
+        ...             callbacks=training_callbacks("runs/simbert", backup_every=50, resume=resume))
+    """
+
+    STEP_STRIDE = 2 ** 20
+
+    def __init__(self):
+        super().__init__()
+        self._start_step = 0
+        self._seeds = []
+
+    def start_step(self):
+        """The optimizer step this ``fit`` started (or resumed) from; 0 before training begins."""
+        return self._start_step
+
+    def on_train_begin(self, logs=None):
+        self._start_step = _optimizer_step(self.model)
+        unique = {id(v): v for v in self.model.variables if v.name == "seed_generator_state"}
+        self._seeds = [(v, int(v.numpy()[0])) for v in unique.values()]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._seeds:
+            step = _optimizer_step(self.model)
+            for state, seed in self._seeds:
+                state.assign(np.array([seed, step * self.STEP_STRIDE], dtype=state.dtype))
+
+
+def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_every=None, resume=None):
     """Callbacks: resume after a kill (BackupAndRestore), best and last weights, TensorBoard (if installed).
 
     Backups go to ``OUTPUT/backup/`` at every epoch end, or every
     ``backup_every`` steps; step backups come with :class:`StopAtStep` so a
     resumed run ends at the same optimizer step count as an uninterrupted
     one (fit needs ``steps_per_epoch``). Two backups are kept, so a kill
-    while one is being written falls back to the previous one. Also
-    ``OUTPUT/best.weights.h5`` (lowest ``monitor`` at an epoch end),
-    ``OUTPUT/last.weights.h5``, TensorBoard logs in ``OUTPUT/logs/``.
+    while one is being written falls back to the previous one. An
+    :class:`ExactResume` (``resume``, or a new one) follows the backup: with
+    a step-indexed dataset started at ``resume.start_step``, a run killed
+    at any step and restarted with the same command ends with the weights
+    of a run that never stopped. Also ``OUTPUT/best.weights.h5`` (lowest
+    ``monitor`` at an epoch end), ``OUTPUT/last.weights.h5``, TensorBoard
+    logs in ``OUTPUT/logs/``.
 
     Example:
         >>> trainer.fit(dataset, epochs=5, steps_per_epoch=1000,
-        ...             callbacks=training_callbacks("runs/simbert", backup_every=200))
+        ...             callbacks=training_callbacks("runs/simbert", backup_every=200, resume=resume))
     """
     if backup_every is not None and (not isinstance(backup_every, int) or backup_every < 1):
         raise ValueError(f"backup_every must be a positive number of steps or None, got {backup_every!r}")
+    if resume is not None and not isinstance(resume, ExactResume):
+        raise ValueError(f"resume must be an ExactResume callback or None, got {resume!r}")
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq=backup_every or "epoch",
                                          double_checkpoint=True),
+        resume or ExactResume(),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "last.weights.h5"), save_weights_only=True),

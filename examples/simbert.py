@@ -77,8 +77,10 @@ def train(args):
     from bert4sim.data import read_synonym_groups, simbert_batches, to_dataset
     from bert4sim.losses import SimBERTTrainer
     from bert4sim.tokenizers import Tokenizer, load_vocab
-    from bert4sim.training import get_strategy, make_optimizer, replica_batch_size, set_precision, training_callbacks
+    from bert4sim.training import (ExactResume, get_strategy, make_optimizer, replica_batch_size, set_precision,
+                                   training_callbacks)
 
+    strategy = get_strategy()  # first: a multi-worker strategy must start before any TensorFlow op
     keras.utils.set_random_seed(args.seed)
     matmul_dtype = set_precision(args.precision)
     keep_tokens = None
@@ -94,7 +96,6 @@ def train(args):
         args.epochs, args.batch_size = min(args.epochs, 3), min(args.batch_size, 8)
         args.lr = args.lr or 3e-3
     steps = args.steps_per_epoch or max(1, len(groups) // (args.batch_size // 2))
-    strategy = get_strategy()
     replica_batch_size(args.batch_size, strategy)  # pairs must not straddle two replicas
     print(f"strategy: {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
           f"precision: {matmul_dtype or keras.mixed_precision.global_policy().name}, XLA: {args.xla}")
@@ -107,11 +108,13 @@ def train(args):
                                                  global_clipnorm=args.clip_norm),
                         jit_compile=args.xla)
     length = 2 * args.maxlen if args.xla else None  # XLA compiles once per shape: pad to one length
-    dataset = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, seed=args.seed,
-                                         length=length))
+    resume = ExactResume()  # a resumed run restarts the step-indexed batches where the killed one stopped
+    dataset = to_dataset(lambda step: simbert_batches(groups, tokenizer, args.batch_size, args.maxlen,
+                                                      seed=args.seed, length=length, start_step=step),
+                         start_step=resume.start_step)
     os.makedirs(args.output, exist_ok=True)
     callbacks = training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
-                                   backup_every=args.backup_every)
+                                   backup_every=args.backup_every, resume=resume)
     history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
                           callbacks=callbacks)
     return bert, tokenizer, history

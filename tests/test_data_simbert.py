@@ -103,7 +103,8 @@ def test_batches_put_both_orders_of_one_pair_in_adjacent_rows(tokenizer):
 
 def test_batches_cover_every_group_each_pass_and_follow_the_seed(tokenizer):
     batches = simbert_batches(GROUPS, tokenizer, batch_size=4, maxlen=16, seed=1)
-    first_pass = [tokenizer.decode(next(batches)[0][row][1:]) for _ in range(2) for row in (0, 2)]
+    first_pass = [tokenizer.decode(token_ids[row][1:]) for token_ids, _ in (next(batches), next(batches))
+                  for row in (0, 2)]
     assert sorted(next(i for i, g in enumerate(GROUPS) if any(s in text for s in g)) for text in first_pass) == \
         [0, 1, 2, 3]
     again = simbert_batches(GROUPS, tokenizer, batch_size=4, maxlen=16, seed=1)
