@@ -5,7 +5,6 @@ The SimBERT corpus format is JSON lines ``{"text": str, "synonyms": [str, ...]}`
 """
 import itertools
 import json
-import os
 
 import numpy as np
 
@@ -13,6 +12,28 @@ from bert4sim.files import read_lines
 from bert4sim.snippets import sequence_padding, text_segmentate
 
 # --- SimBERT corpus ---
+
+
+def json_records(path, what, keys):
+    """``(where, record)`` for each non-empty line of a JSON-lines file; ``where`` is ``'path:line'``.
+
+    Errors name the file and line: invalid JSON, or a line that is not an
+    object (``keys`` says which keys the object should have).
+
+    Example:
+        >>> for where, record in json_records("examples/data/nli_dev.jsonl", "NLI file", "sentence1, ..."): ...
+    """
+    for line_number, line in enumerate(read_lines(path, what), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object with {keys}")
+        yield where, record
 
 
 def read_synonym_groups(path, min_size=2):
@@ -28,16 +49,7 @@ def read_synonym_groups(path, min_size=2):
         ['信用卡怎么注销', '怎样注销信用卡', ...]
     """
     groups = []
-    for line_number, line in enumerate(read_lines(path, "corpus file"), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object with 'text' and 'synonyms'")
+    for where, record in json_records(path, "corpus file", "'text' and 'synonyms'"):
         text, synonyms = record.get("text"), record.get("synonyms", [])
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
@@ -312,27 +324,23 @@ def read_labelled_pairs(path, threshold=0.5):
         ('高龄补贴怎么申请', '怎么申请法律援助', 0)
         >>> read_labelled_pairs("examples/data/sts_train.tsv", threshold=2.5)
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pairs file not found: {path}")
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            where = f"{path}:{line_number}"
-            if len(fields) != 3:
-                raise ValueError(f"{where}: expected text_a<TAB>text_b<TAB>label, got {len(fields)} field(s)")
-            a, b, label = (field.strip() for field in fields)
-            if not a or not b:
-                raise ValueError(f"{where}: empty sentence")
-            try:
-                score = float(label)
-            except ValueError:
-                raise ValueError(f"{where}: label must be a number, got {label!r}") from None
-            if not np.isfinite(score):
-                raise ValueError(f"{where}: label must be a finite number, got {label!r}")
-            pairs.append((a, b, int(score > threshold)))
+    for line_number, line in enumerate(read_lines(path, "pairs file"), 1):
+        if not line.strip():
+            continue
+        fields, where = line.split("\t"), f"{path}:{line_number}"
+        if len(fields) != 3:
+            raise ValueError(f"{where}: expected text_a<TAB>text_b<TAB>label, got {len(fields)} field(s)")
+        a, b, label = (field.strip() for field in fields)
+        if not a or not b:
+            raise ValueError(f"{where}: empty sentence")
+        try:
+            score = float(label)
+        except ValueError:
+            raise ValueError(f"{where}: label must be a number, got {label!r}") from None
+        if not np.isfinite(score):
+            raise ValueError(f"{where}: label must be a finite number, got {label!r}")
+        pairs.append((a, b, int(score > threshold)))
     if not pairs:
         raise ValueError(f"pairs file {path} holds no pairs")
     return pairs
@@ -350,29 +358,17 @@ def read_nli_pairs(path, labels=NLI_LABELS, first_label=2):
         >>> read_nli_pairs("examples/data/nli_train.jsonl")[0]
         ('两个孩子在公园里踢足球', '孩子们在户外运动', 3)
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"NLI file not found: {path}")
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object with sentence1, sentence2, gold_label")
-            for key in ("sentence1", "sentence2", "gold_label"):
-                if not isinstance(record.get(key), str):
-                    raise ValueError(f"{where}: {key!r} must be a string, got {record.get(key)!r}")
-            if record["gold_label"] not in labels:
-                continue
-            a, b = record["sentence1"].strip(), record["sentence2"].strip()
-            if not a or not b:
-                raise ValueError(f"{where}: empty sentence")
-            pairs.append((a, b, first_label + labels.index(record["gold_label"])))
+    for where, record in json_records(path, "NLI file", "sentence1, sentence2, gold_label"):
+        for key in ("sentence1", "sentence2", "gold_label"):
+            if not isinstance(record.get(key), str):
+                raise ValueError(f"{where}: {key!r} must be a string, got {record.get(key)!r}")
+        if record["gold_label"] not in labels:
+            continue
+        a, b = record["sentence1"].strip(), record["sentence2"].strip()
+        if not a or not b:
+            raise ValueError(f"{where}: empty sentence")
+        pairs.append((a, b, first_label + labels.index(record["gold_label"])))
     if not pairs:
         raise ValueError(f"NLI file {path} holds no pair labelled {' / '.join(labels)}")
     return pairs
@@ -406,6 +402,8 @@ def labelled_pair_batches(examples, tokenizer, batch_size, maxlen=64, length=Non
         if labels:
             token_ids = sequence_padding(token_ids, length).astype("int32")
             yield (token_ids, np.zeros_like(token_ids)), np.array(labels, dtype="int32")
+
+
 def _as_tf_structure(batch):
     """Lists as tuples (Keras reads a tuple as several arrays), leaves as numpy arrays."""
     if isinstance(batch, dict):

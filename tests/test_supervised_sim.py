@@ -149,3 +149,21 @@ def test_trainer_loss_is_the_task_masked_ce_of_a_bias_free_head_and_it_learns():
         trainer.compute_loss(x, None)
     with pytest.raises(ValueError, match="similarity_classes"):
         SupervisedSimTrainer(encoder, num_classes=2, similarity_classes=2)
+
+
+def test_the_loss_function_also_serves_a_bert4keras_style_loss_layer():
+    from bert4sim.layers import Loss
+
+    class SupervisedLoss(Loss):
+        def compute_loss(self, inputs, mask=None):
+            labels, logits = inputs
+            return task_masked_crossentropy(labels, logits)
+
+    labels_in, logits_in = keras.Input((), dtype="int32"), keras.Input((5,))
+    model = keras.Model([labels_in, logits_in], SupervisedLoss(1)([labels_in, logits_in]))
+    model.compile(optimizer="sgd")
+    rng = np.random.default_rng(5)
+    logits, labels = rng.standard_normal((32, 5)).astype("float32"), rng.integers(0, 5, 32).astype("int32")
+    loss = model.evaluate([labels, logits], batch_size=32, verbose=0)
+    assert float(np.ravel(loss)[0]) == pytest.approx(numpy_special_crossentropy(labels, logits.astype("float64")),
+                                                      rel=1e-5)
