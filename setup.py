@@ -42,13 +42,16 @@ setup(
         "h5py>=3.10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.15"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.15", "fastapi>=0.110", "uvicorn>=0.29",
+                "httpx>=0.27"],
         # TensorBoard logs from bert4sim.training.training_callbacks (skipped with a warning without it).
         "train": ["tensorboard>=2.15"],
         # Only for the scripts that regenerate reference fixtures and for the
         # comparison columns of the benchmarks; never needed at run time.
         "reference": ["torch==2.13.0", "transformers>=4.40", "sentence-transformers>=3.0"],
         "faiss": ["faiss-cpu>=1.8"],
+        # `bert4sim serve`: the HTTP JSON service (bert4sim.serving); httpx drives benchmarks/serve.py.
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27"],
     },
     entry_points={"console_scripts": ["bert4sim=bert4sim.cli:main"]},
 )

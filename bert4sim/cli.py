@@ -3,6 +3,8 @@
     bert4sim synonyms TEXT --model DIR [-n 100 -k 20]
     bert4sim similar TEXT --model DIR --index DIR [--topn 10]
     bert4sim index build CORPUS --model DIR --out DIR [--batch-size 64] [--backend faiss]
+    bert4sim serve --model DIR [--index DIR] [--host 127.0.0.1 --port 8000]   (pip install "bert4sim[serve]")
+    bert4sim export --model DIR --out DIR        (the encoder as a TensorFlow SavedModel)
 
 DIR is a SimilarityModel folder (SimilarityModel.save) or a Google-format checkpoint folder
 (bert_config.json, vocab.txt, bert_model.ckpt.*). CORPUS is a text file, one sentence a line.
@@ -56,6 +58,24 @@ def _build_index(args):
     print(f"indexed {len(index)} sentences ({index.dim}-d) into {args.out}")
 
 
+def _serve(args):
+    from bert4sim.serving import Limits, serve
+    from bert4sim.similarity import VectorIndex
+
+    model = _model(args)
+    index = VectorIndex.load(args.index) if args.index else None
+    limits = Limits(max_text_chars=args.max_text_chars, max_texts=args.max_texts, max_topn=args.max_topn,
+                    max_n=args.max_n, max_body_bytes=args.max_body_bytes)
+    serve(model, index, host=args.host, port=args.port, limits=limits, max_batch=args.max_batch,
+          max_wait_ms=args.max_wait_ms, log_level=args.log_level)
+
+
+def _export(args):
+    from bert4sim.export import export_saved_model
+
+    print(f"exported the encoder as a SavedModel into {export_saved_model(_model(args), args.out)}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="bert4sim", description="Sentence similarity from the shell.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +116,27 @@ def build_parser():
     build.add_argument("--faiss-factory", default="HNSW32", help="faiss index-factory string, e.g. IVF4096,Flat")
     model_flags(build)
     build.set_defaults(func=_build_index)
+
+    serve = sub.add_parser("serve", help="HTTP JSON service: /encode /similar /synonyms /health (serve extra)")
+    serve.add_argument("--index", default=None, help="index folder for /similar")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=64, help="texts encoded together at most")
+    serve.add_argument("--max-wait-ms", type=float, default=2.0,
+                       help="how long the batcher waits for more requests after the first")
+    serve.add_argument("--max-text-chars", type=int, default=1000)
+    serve.add_argument("--max-texts", type=int, default=64, help="texts in one /encode request")
+    serve.add_argument("--max-topn", type=int, default=100)
+    serve.add_argument("--max-n", type=int, default=256, help="samples in one /synonyms request")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    model_flags(serve)
+    serve.set_defaults(func=_serve)
+
+    export = sub.add_parser("export", help="write the encoder as a TensorFlow SavedModel (TF Serving)")
+    export.add_argument("--out", required=True, help="new (or empty) folder")
+    model_flags(export)
+    export.set_defaults(func=_export)
     return parser
 
 
@@ -104,7 +145,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError, ImportError) as error:
         print(f"bert4sim: {error}", file=sys.stderr)
         return 2
     return 0
