@@ -161,6 +161,9 @@ class MicroBatcher:
 
     @staticmethod
     def _run(jobs, fn):
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # drop cancelled requests
+        if not jobs:
+            return
         try:
             results = fn(jobs)
         except Exception as error:  # noqa: BLE001 - handed to the waiting requests

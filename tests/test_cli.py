@@ -88,6 +88,8 @@ def test_missing_model_folder(tmp_path, capsys):
 @pytest.mark.parametrize("args, code, stream", [
     (["--help"], 0, "stdout"),
     (["similar", "--help"], 0, "stdout"),
+    (["serve", "--help"], 0, "stdout"),
+    (["export", "--help"], 0, "stdout"),
     (["similar", "查询"], 2, "stderr"),  # argparse error: --model and --index missing
     (["frobnicate"], 2, "stderr"),
 ])

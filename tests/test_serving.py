@@ -103,9 +103,11 @@ def test_endpoints_missing_parts_are_404(sim):
 
 
 def test_batcher_batches_concurrent_jobs_and_finishes_them_on_stop(sim):
-    batcher = MicroBatcher(sim, sim.index, max_batch=64, max_wait_ms=500).start()
+    batcher = MicroBatcher(sim, sim.index, max_batch=64, max_wait_ms=5000).start()  # stop() ends the wait
     futures = [batcher.submit("similar", [text], topn=2) for text in CORPUS[:4]]
     futures.append(batcher.submit("encode", CORPUS[4:], normalize=True))
+    cancelled = batcher.submit("similar", ["查询余额"], topn=2)
+    assert cancelled.cancel()  # a request that went away: skipped, the rest of its batch still answered
     batcher.stop()  # queued jobs still run
     assert not batcher._thread.is_alive()
     assert batcher.batches == 1 and batcher.batched_texts == len(CORPUS)
