@@ -54,7 +54,8 @@ def parse_args(argv=None):
                         help="global batch (256 with --config, as the reference's runs; else 32)")
     parser.add_argument("--lr", type=float, default=None, help="default 1e-3 from scratch, 1e-4 from a checkpoint")
     parser.add_argument("--clip-norm", type=float, default=1.0,
-                        help="global gradient norm clip (the reference's HF Trainer: 1.0); 0 for none")
+                        help="global gradient norm clip (the reference's HF Trainer: 1.0; also used by the "
+                             "--compare fine-tuning, as sentence-transformers' fit); 0 for none")
     parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
@@ -193,7 +194,8 @@ def finetune_and_evaluate(args, tokenizer, checkpoint_dir=None):
     ids = tf.TensorSpec((None, None), tf.int32)
     dataset = tf.data.Dataset.from_generator(batches, output_signature=((ids,) * 4, tf.TensorSpec((None,), tf.float32)))
     trainer = SentenceBERTTrainer(encoder, "cosent")
-    trainer.compile(optimizer=make_optimizer(1e-3, total_steps=steps * args.finetune_epochs, warmup_ratio=0.1))
+    trainer.compile(optimizer=make_optimizer(1e-3, total_steps=steps * args.finetune_epochs, warmup_ratio=0.1,
+                                             global_clipnorm=args.clip_norm or None))
     trainer.fit(dataset, epochs=args.finetune_epochs, steps_per_epoch=steps, verbose=0, shuffle=False)
     after = evaluate_sts(lambda t: sim.encode(t, show_progress=False), *test)["spearman"]
     return before, after
