@@ -10,6 +10,7 @@ Example:
 """
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -273,6 +274,36 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's ``BackupAndRestore`` that also survives a kill while the backup's metadata was written.
+
+    Keras writes ``latest.weights.h5`` and then ``training_metadata.json``
+    (keeping the previous pair as ``*.bkp`` with ``double_checkpoint``), and
+    falls back to the previous pair when the weights file cannot be read —
+    but a metadata file cut short by a kill stops every later resume with a
+    JSON error. Here a damaged metadata file also falls back to the previous
+    pair; with none, the error names the file and says how to start over.
+
+    Example:
+        >>> backup = SafeBackupAndRestore("runs/simbert/backup", save_freq=50, double_checkpoint=True)
+    """
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            metadata = os.path.join(self.backup_dir, "training_metadata.json")
+            weights = os.path.join(self.backup_dir, "latest.weights.h5")
+            previous = [f"{weights}.bkp", f"{metadata}.bkp"]
+            if not all(os.path.isfile(path) for path in previous):
+                raise ValueError(f"backup metadata {metadata} is damaged ({type(error).__name__}: {error}) and "
+                                 f"there is no previous backup to fall back to; delete {self.backup_dir} to "
+                                 "train from the start") from None
+            for source, target in zip(previous, (weights, metadata)):
+                shutil.copyfile(source, target)
+            super().on_train_begin(logs)
+
+
 class ExactResume(keras.callbacks.Callback):
     """Makes a run resumed from a backup continue exactly as the killed run would have.
 
@@ -327,7 +358,8 @@ def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_ever
     ``backup_every`` steps; step backups come with :class:`StopAtStep` so a
     resumed run ends at the same optimizer step count as an uninterrupted
     one (fit needs ``steps_per_epoch``). Two backups are kept, so a kill
-    while one is being written falls back to the previous one. An
+    while one is being written falls back to the previous one
+    (:class:`SafeBackupAndRestore`). An
     :class:`ExactResume` (``resume``, or a new one) follows the backup: with
     a step-indexed dataset started at ``resume.start_step``, a run killed
     at any step and restarted with the same command ends with the weights
@@ -345,8 +377,8 @@ def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_ever
         raise ValueError(f"resume must be an ExactResume callback or None, got {resume!r}")
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq=backup_every or "epoch",
-                                         double_checkpoint=True),
+        SafeBackupAndRestore(os.path.join(output_dir, "backup"), save_freq=backup_every or "epoch",
+                             double_checkpoint=True),
         resume or ExactResume(),
         keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),

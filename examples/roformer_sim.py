@@ -110,7 +110,7 @@ def main(argv=None):
     from bert4sim.models import build_transformer_model, save_checkpoint
     from bert4sim.similarity import SimilarityModel
     from bert4sim.tokenizers import save_vocab
-    from bert4sim.training import make_optimizer, training_callbacks
+    from bert4sim.training import ExactResume, make_optimizer, training_callbacks
 
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -148,20 +148,25 @@ def main(argv=None):
     print("stage 1: generation + contrastive loss, noisy sources")
     stage1 = SimBERTTrainer(student, similarity_scale=20.0)
     stage1.compile(optimizer=optimizer(lr, args.stage1_epochs))
-    data = to_dataset(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed, noise,
-                                      general=general, ratio=ratio))
+    resume = ExactResume()  # step-indexed batches: a resumed stage reads what the killed one would have read next
+    data = to_dataset(lambda step: simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed, noise,
+                                                   general=general, ratio=ratio, start_step=step),
+                      start_step=resume.start_step)
     histories.append(stage1.fit(data, epochs=args.stage1_epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
-                                callbacks=training_callbacks(os.path.join(args.output, "stage1"), tensorboard=False)))
+                                callbacks=training_callbacks(os.path.join(args.output, "stage1"), tensorboard=False,
+                                                             resume=resume)))
 
     print("stage 2: generation + distillation from the SimBERT teacher")
     stage2 = SimBERTTrainer(student, teacher=teacher, distillation_weight=100.0)
     stage2.compile(optimizer=optimizer(lr if args.config else lr / 2, args.stage2_epochs))
-    batches = teacher_batches(simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed + 1, noise,
-                                              with_sources=True, general=general, ratio=ratio),
-                              teacher_tokenizer, args.maxlen)
-    histories.append(stage2.fit(to_dataset(batches, extra_inputs=2), epochs=args.stage2_epochs,
-                                steps_per_epoch=steps, verbose=2, shuffle=False,
-                                callbacks=training_callbacks(os.path.join(args.output, "stage2"), tensorboard=False)))
+    resume = ExactResume()
+    batches = lambda step: teacher_batches(  # noqa: E731
+        simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed + 1, noise, with_sources=True,
+                        general=general, ratio=ratio, start_step=step), teacher_tokenizer, args.maxlen)
+    histories.append(stage2.fit(to_dataset(batches, extra_inputs=2, start_step=resume.start_step),
+                                epochs=args.stage2_epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
+                                callbacks=training_callbacks(os.path.join(args.output, "stage2"), tensorboard=False,
+                                                             resume=resume)))
 
     save_checkpoint(student, os.path.join(args.output, "bert_model.ckpt"))
     save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)

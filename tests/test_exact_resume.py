@@ -138,3 +138,38 @@ def test_run_killed_at_several_steps_ends_with_the_uninterrupted_weights(tmp_pat
     assert len(expected.files) == len(got.files) > 10
     for name in expected.files:
         np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_backup_with_metadata_cut_short_by_a_kill_falls_back_to_the_previous_one(tmp_path):
+    import keras
+
+    from bert4sim.training import ExactResume, training_callbacks
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations.value)) == 3:
+                raise RuntimeError("crash")
+
+    def fit(resume, extra=()):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+        x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+        model.fit(x, y, batch_size=2, epochs=2, verbose=0,
+                  callbacks=training_callbacks(str(tmp_path), tensorboard=False, backup_every=1, resume=resume)
+                  + list(extra))
+
+    with pytest.raises(RuntimeError, match="crash"):
+        fit(ExactResume(), [Crash()])  # backups after steps 1, 2, 3; the one of step 2 kept as *.bkp
+    metadata = tmp_path / "backup" / "training_metadata.json"
+    metadata.write_text("")  # what a kill while Keras rewrote it leaves
+    resume = ExactResume()
+    fit(resume)
+    assert resume.start_step() == 2  # resumed from the previous backup, and finished
+    assert not (tmp_path / "backup").exists()
+    with pytest.raises(RuntimeError, match="crash"):
+        fit(ExactResume(), [Crash()])
+    metadata.write_text('{"epo')
+    for stale in (tmp_path / "backup").glob("*.bkp"):
+        stale.unlink()
+    with pytest.raises(ValueError, match=r"training_metadata.json is damaged .* no previous backup .* delete"):
+        fit(ExactResume())

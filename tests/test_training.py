@@ -212,7 +212,7 @@ def test_set_precision_auto_follows_the_machine_choice(monkeypatch, machine_choi
 def test_callbacks_write_backups_best_last_and_tensorboard(tmp_path):
     callbacks = training_callbacks(str(tmp_path), backup_every=2, tensorboard=True)
     kinds = [type(c).__name__ for c in callbacks]
-    assert kinds[:5] == ["BackupAndRestore", "ExactResume", "ModelCheckpoint", "ModelCheckpoint", "StopAtStep"]
+    assert kinds[:5] == ["SafeBackupAndRestore", "ExactResume", "ModelCheckpoint", "ModelCheckpoint", "StopAtStep"]
     assert callbacks[0].save_freq == 2 and callbacks[0].double_checkpoint
     assert "StopAtStep" not in [type(c).__name__ for c in training_callbacks(str(tmp_path / "e"), tensorboard=False)]
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
