@@ -975,7 +975,7 @@ class MLMTransform(_MatmulDtype, keras.layers.Layer):
 
 @_serializable
 class MLMBias(keras.layers.Layer):
-    """Adds the MLM ``output_bias`` and applies softmax (or nothing if linear).
+    """Adds the MLM ``output_bias`` and applies softmax (or nothing if linear, or with ``logits_only=True``).
 
     The softmax is computed in float32, so mixed-precision models return
     float32 probabilities.
@@ -995,13 +995,13 @@ class MLMBias(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="output_bias")
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, logits_only=False):
         logits = ops.cast(inputs, "float32") + ops.cast(self.bias, "float32")
-        if self.activation == "softmax":
+        if self.activation == "softmax" and not logits_only:
             return ops.softmax(logits, axis=-1)
         return logits
 
-    def compute_output_spec(self, inputs):
+    def compute_output_spec(self, inputs, logits_only=False):
         return keras.KerasTensor(inputs.shape, dtype="float32")
 
     def get_config(self):

@@ -1,12 +1,16 @@
-"""Losses: SimBERT's seq2seq + in-batch similarity, RoFormer-Sim's distillation.
+"""Losses: SimBERT's seq2seq + in-batch similarity, RoFormer-Sim's distillation, Sentence-BERT, RetroMAE.
 
-Plain functions of tensors (``keras.ops``), plus ``SimBERTTrainer``, a Keras
-model whose ``compute_loss`` adds them up and logs each part as a metric,
-so training is ordinary ``model.fit`` under any ``tf.distribute`` strategy.
+Plain functions of tensors (``keras.ops``); ``SimBERTLoss``, a
+:class:`bert4sim.layers.Loss` that :func:`simbert_training_model` puts into
+a model the bert4keras way; and Trainer models (``SimBERTTrainer``, ...)
+whose ``compute_loss`` calls the same functions. Either way training is
+ordinary ``model.fit`` under any ``tf.distribute`` strategy.
 """
 import keras
 import numpy as np
 from keras import ops
+
+from bert4sim.layers import Loss
 
 # --- SimBERT ---
 
@@ -21,11 +25,40 @@ def seq2seq_loss(token_ids, segment_ids, predictions, from_logits=True):
     Example:
         >>> loss = seq2seq_loss(token_ids, segment_ids, mlm_logits)
     """
-    targets = token_ids[:, 1:]
-    mask = ops.cast(segment_ids[:, 1:], "float32")
-    predictions = ops.cast(predictions[:, :-1], "float32")
-    cross_entropy = keras.losses.sparse_categorical_crossentropy(targets, predictions, from_logits=from_logits)
-    return ops.sum(cross_entropy * mask) / ops.maximum(ops.sum(mask), 1.0)
+    return token_crossentropy(token_ids[:, 1:], predictions[:, :-1], segment_ids[:, 1:], from_logits)
+
+
+def token_crossentropy(targets, predictions, weights=None, from_logits=True):
+    """``sum(CE * weights) / sum(weights)`` over token predictions (the mean CE without ``weights``).
+
+    Example:
+        >>> token_crossentropy(target_ids, logits_at_predicted_positions)
+    """
+    predictions = ops.cast(predictions, "float32")
+    cross_entropy = keras.losses.sparse_categorical_crossentropy(ops.cast(targets, "int32"), predictions,
+                                                                 from_logits=from_logits)
+    if weights is None:
+        return ops.mean(cross_entropy)
+    weights = ops.cast(weights, "float32")
+    return ops.sum(cross_entropy * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def simbert_loss_parts(targets, logits, vectors, weights=None, similarity_scale=30.0, teacher_vectors=None,
+                       distillation_weight=100.0):
+    """SimBERT's two losses as ``(generation, similarity)``.
+
+    Generation: :func:`token_crossentropy` of ``logits`` (at the predicted
+    positions, or at all positions with ``weights``). Similarity:
+    :func:`similarity_loss` of ``vectors``, or with ``teacher_vectors``
+    RoFormer-Sim's :func:`distillation_loss` (the teacher gets no gradient).
+
+    Example:
+        >>> generation, similarity = simbert_loss_parts(target_ids, logits, pooled, similarity_scale=20)
+    """
+    generation = token_crossentropy(targets, logits, weights)
+    if teacher_vectors is not None:
+        return generation, distillation_loss(ops.stop_gradient(teacher_vectors), vectors, distillation_weight)
+    return generation, similarity_loss(vectors, similarity_scale)
 
 
 def paired_labels(batch_size):
@@ -145,15 +178,12 @@ class SimBERTTrainer(keras.Model):
         token_ids, segment_ids = x[0], x[1]
         pooled, sequence = y_pred if y_pred is not None else self(x, training=training)
         if self.jit_compile:  # XLA needs static shapes: score every position, mask the loss
-            generation = seq2seq_loss(token_ids, segment_ids, self._full_logits(sequence))
+            targets, logits, weights = token_ids[:, 1:], self._full_logits(sequence)[:, :-1], segment_ids[:, 1:]
         else:
-            logits, targets = self._target_logits(token_ids, segment_ids, sequence)
-            generation = ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
-        if self.teacher is not None:
-            teacher_vectors = ops.stop_gradient(self.teacher([x[2], x[3]], training=False))
-            similarity = distillation_loss(teacher_vectors, pooled, self.distillation_weight)
-        else:
-            similarity = similarity_loss(pooled, self.similarity_scale)
+            (logits, targets), weights = self._target_logits(token_ids, segment_ids, sequence), None
+        teacher_vectors = None if self.teacher is None else self.teacher([x[2], x[3]], training=False)
+        generation, similarity = simbert_loss_parts(targets, logits, pooled, weights, self.similarity_scale,
+                                                    teacher_vectors, self.distillation_weight)
         self.seq2seq_tracker.update_state(generation)
         self.similarity_tracker.update_state(similarity)
         return per_replica_loss(generation + similarity)
@@ -161,6 +191,113 @@ class SimBERTTrainer(keras.Model):
     @property
     def metrics(self):
         return [*super().metrics, self.seq2seq_tracker, self.similarity_tracker]
+
+
+@keras.saving.register_keras_serializable(package="bert4sim")
+class SimBERTLoss(Loss):
+    """SimBERT / RoFormer-Sim loss layer: generation + similarity (or distillation), bert4keras style.
+
+    Inputs ``[targets, logits, vectors]`` (+ ``teacher_vectors``): the target
+    ids and MLM logits of the predicted tokens only (``[N]``, ``[N, vocab]``)
+    and the pooled sentence vectors. With ``full_sequence=True`` (static
+    shapes, for XLA) the inputs are ``[token_ids, segment_ids, logits, vectors]``
+    (+ teacher) with logits at every position. Adds the sum of
+    :func:`simbert_loss_parts`, logs ``seq2seq_loss`` and ``similarity_loss``
+    (``distillation_loss`` with a teacher) and returns ``inputs[output_axis]``.
+    :func:`simbert_training_model` wires it into a model.
+
+    Example:
+        >>> pooled = SimBERTLoss(similarity_scale=30, output_axis=2)([targets, logits, pooled])
+    """
+
+    def __init__(self, similarity_scale=30.0, distillation_weight=100.0, full_sequence=False, **kwargs):
+        super().__init__(**kwargs)
+        self.similarity_scale, self.distillation_weight = similarity_scale, distillation_weight
+        self.full_sequence = full_sequence
+
+    def compute_loss(self, inputs, mask=None):
+        if self.full_sequence:
+            token_ids, segment_ids, logits, vectors, *teacher = inputs
+            targets, logits, weights = token_ids[:, 1:], logits[:, :-1], segment_ids[:, 1:]
+        else:
+            (targets, logits, vectors, *teacher), weights = inputs, None
+        teacher_vectors = teacher[0] if teacher else None
+        generation, similarity = simbert_loss_parts(targets, logits, vectors, weights, self.similarity_scale,
+                                                    teacher_vectors, self.distillation_weight)
+        self.add_metric(generation, "seq2seq_loss")
+        self.add_metric(similarity, "similarity_loss" if teacher_vectors is None else "distillation_loss")
+        return generation + similarity
+
+    def get_config(self):
+        return {**super().get_config(), "similarity_scale": self.similarity_scale,
+                "distillation_weight": self.distillation_weight, "full_sequence": self.full_sequence}
+
+
+@keras.saving.register_keras_serializable(package="bert4sim")
+class PredictedTokens(keras.layers.Layer):
+    """``[token_ids, segment_ids, sequence_output]`` -> ``[target_ids, hidden]`` of the predicted tokens only.
+
+    Position t predicts token t+1 where that token is in segment 1 (UniLM),
+    so the MLM head runs on those rows only (with a large vocabulary the
+    head is most of a SimBERT step otherwise).
+
+    Example:
+        >>> targets, hidden = PredictedTokens()([token_ids, segment_ids, sequence_output])
+    """
+
+    def call(self, inputs):
+        token_ids, segment_ids, sequence = inputs
+        positions = ops.where(ops.cast(segment_ids[:, 1:], "bool"))
+        return _gather_nd(token_ids[:, 1:], positions), _gather_nd(sequence[:, :-1], positions)
+
+    def compute_output_spec(self, inputs):
+        token_ids, _, sequence = inputs
+        return (keras.KerasTensor((None,), dtype=token_ids.dtype),
+                keras.KerasTensor((None, sequence.shape[-1]), dtype=sequence.dtype))
+
+
+def simbert_training_model(transformer, similarity_scale=30.0, teacher=None, distillation_weight=100.0,
+                           full_sequence=False):
+    """The bert4keras-style training model of a SimBERT / RoFormer-Sim builder: the loss is a layer inside.
+
+    ``transformer``: ``build_transformer_model(..., application='unilm',
+    with_pool='linear', return_keras_model=False)``. Inputs ``[token_ids,
+    segment_ids]`` (+ the teacher's two inputs with a ``teacher`` encoder,
+    whose distillation loss replaces the similarity loss); output: the pooled
+    vectors. The MLM head scores only the predicted tokens
+    (:class:`PredictedTokens`), or every position with ``full_sequence``
+    (static shapes, for XLA). Compile it with an optimizer only; ``fit`` logs
+    ``loss``, ``seq2seq_loss`` and ``similarity_loss`` / ``distillation_loss``.
+
+    Example:
+        >>> bert = build_transformer_model(config, ckpt, application="unilm", with_pool="linear",
+        ...                                return_keras_model=False)
+        >>> model = simbert_training_model(bert)
+        >>> model.compile(optimizer=make_optimizer(1e-5)); model.fit(dataset, steps_per_epoch=100)
+    """
+    t = transformer
+    if t.pooler is None or t.mlm_transform is None or t.application != "unilm":
+        raise ValueError("simbert_training_model needs a unilm model with a pooler and an MLM head "
+                         "(application='unilm', with_pool='linear', return_keras_model=False)")
+    token_ids, segment_ids = t.model.inputs
+    sequence, pooled = t.blocks[-1].output, t.model.outputs[0]
+    if full_sequence:
+        logits = t.mlm_bias(t.token_embedding(t.mlm_transform(sequence), reverse=True), logits_only=True)
+        loss_inputs = [token_ids, segment_ids, logits, pooled]
+    else:
+        targets, hidden = PredictedTokens(name="Predicted-Tokens")([token_ids, segment_ids, sequence])
+        logits = t.mlm_bias(t.token_embedding(t.mlm_transform(hidden), reverse=True), logits_only=True)
+        loss_inputs = [targets, logits, pooled]
+    inputs, output_axis = [token_ids, segment_ids], len(loss_inputs) - 1
+    if teacher is not None:
+        teacher.trainable = False
+        teacher_inputs = [keras.Input((None,), dtype=i.dtype, name=f"Teacher-Input-{n}")
+                          for n, i in enumerate(teacher.inputs)]
+        loss_inputs.append(teacher(teacher_inputs, training=False))
+        inputs += teacher_inputs
+    vectors = SimBERTLoss(similarity_scale, distillation_weight, full_sequence, output_axis=output_axis,
+                          name="SimBERT-Loss")(loss_inputs)
+    return keras.Model(inputs, vectors, name="simbert_training")
 
 
 def per_replica_loss(loss):
