@@ -414,9 +414,15 @@ def _as_tf_structure(batch):
 
 
 def _variable_spec(structure):
+    """Every dimension unknown, except a non-batch dimension of size 1 (labels shaped ``[batch, 1]``
+    stay ``[None, 1]``, which Keras's sparse losses need to squeeze them)."""
     import tensorflow as tf
 
-    return tf.nest.map_structure(lambda a: tf.TensorSpec((None,) * a.ndim, tf.as_dtype(a.dtype)), structure)
+    def spec(a):
+        shape = tuple(None if axis == 0 or size != 1 else 1 for axis, size in enumerate(a.shape))
+        return tf.TensorSpec(shape, tf.as_dtype(a.dtype))
+
+    return tf.nest.map_structure(spec, structure)
 
 
 def batches_to_dataset(make_batches, inputs_only=False):
@@ -425,7 +431,7 @@ def batches_to_dataset(make_batches, inputs_only=False):
     ``make_batches()`` returns an iterator of batches: ``(inputs, targets)``
     (``targets`` may be None: dropped) or, with ``inputs_only``, inputs;
     ``inputs`` an array or a list of arrays. The first batch fixes the
-    structure, dtypes and ranks only.
+    structure, dtypes and ranks, and its non-batch dimensions of size 1.
 
     Example:
         >>> dataset = batches_to_dataset(lambda: generator.forfit())

@@ -106,7 +106,7 @@ def main(argv=None):
 
     from bert4sim.data import (mine_similar_pairs, noisy_source, parse_ratio, read_passages, read_synonym_groups,
                                simbert_batches, to_dataset)
-    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.losses import simbert_training_model
     from bert4sim.models import build_transformer_model, save_checkpoint
     from bert4sim.similarity import SimilarityModel
     from bert4sim.tokenizers import save_vocab
@@ -146,7 +146,7 @@ def main(argv=None):
     histories = []
 
     print("stage 1: generation + contrastive loss, noisy sources")
-    stage1 = SimBERTTrainer(student, similarity_scale=20.0)
+    stage1 = simbert_training_model(student, similarity_scale=20.0)  # the loss is a layer of the model
     stage1.compile(optimizer=optimizer(lr, args.stage1_epochs))
     resume = ExactResume()  # step-indexed batches: a resumed stage reads what the killed one would have read next
     data = to_dataset(lambda step: simbert_batches(groups, tokenizer, args.batch_size, args.maxlen, args.seed, noise,
@@ -157,7 +157,7 @@ def main(argv=None):
                                                              resume=resume)))
 
     print("stage 2: generation + distillation from the SimBERT teacher")
-    stage2 = SimBERTTrainer(student, teacher=teacher, distillation_weight=100.0)
+    stage2 = simbert_training_model(student, teacher=teacher, distillation_weight=100.0)
     stage2.compile(optimizer=optimizer(lr if args.config else lr / 2, args.stage2_epochs))
     resume = ExactResume()
     batches = lambda step: teacher_batches(  # noqa: E731

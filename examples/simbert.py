@@ -75,7 +75,7 @@ def train(args):
     import keras
 
     from bert4sim.data import read_synonym_groups, simbert_batches, to_dataset
-    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.losses import simbert_training_model
     from bert4sim.tokenizers import Tokenizer, load_vocab
     from bert4sim.training import (ExactResume, get_strategy, make_optimizer, replica_batch_size, set_precision,
                                    training_callbacks)
@@ -101,7 +101,8 @@ def train(args):
           f"precision: {matmul_dtype or keras.mixed_precision.global_policy().name}, XLA: {args.xla}")
     with strategy.scope():
         bert = build(args, tokenizer, keep_tokens, matmul_dtype)
-        trainer = SimBERTTrainer(bert)
+        # bert4keras style: the loss is a layer inside the training model (MLM head on predicted tokens only)
+        trainer = simbert_training_model(bert, full_sequence=args.xla)
         lr = args.lr or (2e-6 if args.config else 1e-3)
         schedule = None if args.config else steps * args.epochs  # the original's rate is constant
         trainer.compile(optimizer=make_optimizer(lr, total_steps=schedule, warmup_ratio=0.05,
