@@ -1,13 +1,14 @@
 """The ``bert4sim`` command: similar sentences, retrieval and index building from the shell.
 
-    bert4sim synonyms TEXT --model DIR [-n 100 -k 20]
-    bert4sim similar TEXT --model DIR --index DIR [--topn 10]
+    bert4sim synonyms TEXT --model DIR [-n 100 -k 20] [--maxlen 32]
+    bert4sim similar TEXT --model DIR [--index DIR] [--topn 10]
     bert4sim index build CORPUS --model DIR --out DIR [--batch-size 64] [--backend faiss]
     bert4sim serve --model DIR [--index DIR] [--host 127.0.0.1 --port 8000]   (pip install "bert4sim[serve]")
     bert4sim export --model DIR --out DIR        (the encoder as a TensorFlow SavedModel)
 
 DIR is a SimilarityModel folder (SimilarityModel.save) or a Google-format checkpoint folder
-(bert_config.json, vocab.txt, bert_model.ckpt.*). CORPUS is a text file, one sentence a line.
+(bert_config.json, vocab.txt, bert_model.ckpt.*; BERT or RoFormer is read from it). CORPUS is a
+UTF-8 text file, one sentence a line. Errors are one line on stderr, exit status 2.
 """
 import argparse
 import os
@@ -22,11 +23,13 @@ def _model(args):
         raise FileNotFoundError(f"model folder not found: {args.model}")
     if os.path.isfile(os.path.join(args.model, "bert_config.json")):
         return SimilarityModel.from_checkpoint(args.model, pooling=args.pooling, model=args.model_type,
-                                               precision=args.precision)
+                                               precision=args.precision, maxlen=args.maxlen)
     model = SimilarityModel.load(args.model)
-    if resolve_precision(args.precision) != model.precision:
-        model = SimilarityModel(model.tokenizer, model.encoder, model.seq2seq, model.maxlen, model.model_id,
-                                precision=args.precision)
+    maxlen = model.maxlen if args.maxlen is None else args.maxlen
+    if resolve_precision(args.precision) != model.precision or maxlen != model.maxlen:
+        index, model = model.index, SimilarityModel(model.tokenizer, model.encoder, model.seq2seq, maxlen,
+                                                    model.model_id, precision=args.precision)
+        model.index = index
     return model
 
 
@@ -39,18 +42,22 @@ def _similar(args):
     from bert4sim.similarity import VectorIndex
 
     model = _model(args)
-    model.use_index(VectorIndex.load(args.index))
+    if args.index is not None:
+        model.use_index(VectorIndex.load(args.index))
+    elif model.index is None:
+        raise ValueError(f"{args.model} holds no index: pass --index DIR (made by `bert4sim index build`)")
     for text, score in model.most_similar(args.text, topn=args.topn):
         print(f"{score:.4f}\t{text}")
 
 
 def _build_index(args):
-    if not os.path.isfile(args.corpus):
-        raise FileNotFoundError(f"corpus file not found: {args.corpus}")
-    with open(args.corpus, encoding="utf-8") as f:
-        corpus = [line.strip() for line in f if line.strip()]
+    from bert4sim.files import check_writable, read_lines
+    from bert4sim.tokenizers import has_content
+
+    corpus = [line.strip() for line in read_lines(args.corpus, "corpus file") if has_content(line)]
     if not corpus:
         raise ValueError(f"corpus file {args.corpus} has no non-empty lines")
+    check_writable(args.out, "vector-index")  # before the encoding, not after
     model = _model(args)
     index = model.build_index(corpus, batch_size=args.batch_size, dtype=args.dtype, show_progress=True,
                               backend=args.backend, faiss_factory=args.faiss_factory)
@@ -84,7 +91,10 @@ def build_parser():
         p.add_argument("--model", required=True, help="SimilarityModel folder or checkpoint folder")
         p.add_argument("--pooling", default="pooler", choices=["pooler", "cls", "mean", "max"],
                        help="for checkpoint folders: how to get sentence vectors")
-        p.add_argument("--model-type", default="bert", choices=["bert", "roformer"])
+        p.add_argument("--model-type", default=None, choices=["bert", "roformer"],
+                       help="for checkpoint folders (default: read from the checkpoint)")
+        p.add_argument("--maxlen", type=int, default=None,
+                       help="tokens per input (default: as saved; 64 or the model's positions for checkpoints)")
         p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                        help="matrix products in bfloat16 or float32; auto (default): bfloat16 where it is faster "
                             "on this CPU (AMX, or a one-off calibration cached in ~/.cache/bert4sim)")
@@ -99,7 +109,7 @@ def build_parser():
 
     similar = sub.add_parser("similar", help="most similar sentences of an index")
     similar.add_argument("text")
-    similar.add_argument("--index", required=True)
+    similar.add_argument("--index", default=None, help="index folder (default: the model folder's own index)")
     similar.add_argument("--topn", type=int, default=10)
     model_flags(similar)
     similar.set_defaults(func=_similar)
@@ -141,12 +151,25 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entry point of the ``bert4sim`` console command."""
+    """Entry point of the ``bert4sim`` console command: errors are one line on stderr and exit 2.
+
+    Example:
+        >>> main(["similar", "怎么注销信用卡", "--model", "models/faq"])
+    """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError, ImportError) as error:
-        print(f"bert4sim: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("bert4sim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001  (the command never shows a traceback)
+        if os.environ.get("BERT4SIM_TRACEBACK"):
+            raise
+        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        text = " ".join(str(text).split()) or "no details"
+        known = (ValueError, OSError, TypeError, ImportError, KeyError, IndexError, MemoryError)
+        prefix = "" if isinstance(error, known) else f"unexpected {type(error).__name__} (BERT4SIM_TRACEBACK=1 shows where): "
+        print(f"bert4sim: {prefix}{text}", file=sys.stderr)
         return 2
     return 0
 

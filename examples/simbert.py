@@ -2,8 +2,9 @@
 
 Default: a tiny BERT trained from scratch on the shipped Chinese demo corpus (a few minutes on a
 CPU). With --config/--checkpoint/--vocab it fine-tunes a released SimBERT (or any BERT) checkpoint.
-At the end it saves a Google-format checkpoint + bert_config.json + vocab.txt under --output and
-prints gen_synonyms / most_similar for a few queries.
+At the end it saves a Google-format checkpoint + bert_config.json + vocab.txt under --output, a
+SimilarityModel folder with the corpus index in --output/similarity_model, and prints gen_synonyms /
+most_similar for a few queries.
 
     python examples/simbert.py                         # tiny model, demo data
     python examples/simbert.py --micro                 # seconds: CI smoke run
@@ -127,10 +128,7 @@ def save_and_demo(args, bert, tokenizer):
     from bert4sim.data import read_synonym_groups
     from bert4sim.models import save_checkpoint
     from bert4sim.similarity import SimilarityModel
-    from bert4sim.tokenizers import save_vocab
-
-    save_checkpoint(bert, os.path.join(args.output, "bert_model.ckpt"))
-    save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)
+    save_checkpoint(bert, os.path.join(args.output, "bert_model.ckpt"), vocab=tokenizer.token_dict)
     print(f"saved Google-format checkpoint, bert_config.json and vocab.txt in {os.path.abspath(args.output)}")
     encoder = keras.Model(bert.model.inputs, bert.model.outputs[0])
     seq2seq = keras.Model(bert.model.inputs, bert.model.outputs[1])
@@ -138,6 +136,8 @@ def save_and_demo(args, bert, tokenizer):
                           precision=args.precision if args.precision in ("auto", "bfloat16") else "float32")
     corpus = [s for g in read_synonym_groups(args.dev) + read_synonym_groups(args.train) for s in g]
     sim.build_index(corpus)
+    sim.save(os.path.join(args.output, "similarity_model"))  # with its index: most_similar works after loading
+    print(f"saved SimilarityModel folder with the corpus index in {os.path.abspath(args.output)}/similarity_model")
     for query in DEMO_QUERIES[: 1 if args.micro else None]:
         print(f"\n原句子: {query}")
         print("gen_synonyms:", sim.gen_synonyms(query, n=8 if args.micro else 50, k=5, seed=args.seed))

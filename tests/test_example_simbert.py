@@ -30,6 +30,14 @@ def test_simbert_example_micro_run(tmp_path, capsys):
     assert reloaded.predict([ids, segments], verbose=0)[0].shape == (1, 32)
     printed = capsys.readouterr().out
     assert "gen_synonyms:" in printed and "most_similar:" in printed
+    # The shell command on what the demo saved: the checkpoint folder (64 positions) and the model folder's index.
+    from bert4sim.cli import main as cli_main
+
+    assert cli_main(["synonyms", "信用卡怎么注销", "--model", out, "-n", "8", "-k", "3", "--seed", "0"]) == 0
+    assert cli_main(["synonyms", "信用卡怎么注销", "--model", out, "-n", "8", "-k", "3", "--maxlen", "16"]) == 0
+    assert cli_main(["similar", "信用卡怎么注销", "--model", os.path.join(out, "similarity_model"), "--topn", "1"]) == 0
+    score, text = capsys.readouterr().out.strip().splitlines()[-1].split("\t")  # micro model: any corpus text
+    assert -1 <= float(score) <= 1.0001 and text
 
 
 def test_simbert_demo_in_bfloat16_gen_synonyms_returns_k_distinct(tmp_path):
