@@ -4,9 +4,9 @@ bert4keras does not import on TensorFlow 2.15+ / Keras 3, so this script runs in
 virtualenv (it imports nothing from bert4sim); `benchmarks/train.py` and `benchmarks/generation.py`
 start it with `--bert4keras-python` and print its figures next to ours. The environment:
 
-    python -m venv /work/refenv
-    /work/refenv/bin/pip install "tensorflow-cpu==2.12.*" "numpy<2"
-    /work/refenv/bin/pip install --no-deps bert4keras==0.11.5
+    python -m venv ~/b4k-ref
+    ~/b4k-ref/bin/pip install "tensorflow-cpu==2.12.*" "numpy<2"
+    ~/b4k-ref/bin/pip install --no-deps bert4keras==0.11.5
 
 What it measures, on random weights and data of the given shape:
   train: samples/s of the SimBERT training step as bert4keras users train it (unilm model with a
@@ -16,9 +16,9 @@ What it measures, on random weights and data of the given shape:
          (the end id never occurs), the decoder recomputing source + output every step.
 Each prints one JSON line.
 
-Usage: TF_KERAS=1 /work/refenv/bin/python benchmarks/bert4keras_reference.py train --layers 12 --hidden 768
+Usage: TF_KERAS=1 ~/b4k-ref/bin/python benchmarks/bert4keras_reference.py train --layers 12 --hidden 768
        --batch 16 --length 32 [--model bert|roformer] [--steps 10]
-       TF_KERAS=1 /work/refenv/bin/python benchmarks/bert4keras_reference.py generate --layers 12
+       TF_KERAS=1 ~/b4k-ref/bin/python benchmarks/bert4keras_reference.py generate --layers 12
        --hidden 768 [--n 100 --steps 32 --source-length 20]
 """
 import argparse
@@ -37,7 +37,7 @@ def measure(python, task, **options):
     For the benchmarks, which run under today's TensorFlow.
 
     Example:
-        >>> measure("/work/refenv/bin/python", "train", layers=4, hidden=312, batch=32)["samples_per_s"]
+        >>> measure("~/b4k-ref/bin/python", "train", layers=4, hidden=312, batch=32)["samples_per_s"]
     """
     import subprocess
     import sys

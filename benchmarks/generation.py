@@ -13,7 +13,7 @@ is given (--bert4keras-python or BERT4KERAS_PYTHON; see benchmarks/bert4keras_re
 
 Usage: python benchmarks/generation.py [--model bert|roformer] [--precision float32 bfloat16]
        [--layers 12 --hidden 768] [--n 100 --steps 32] [--skip-recompute]
-       [--bert4keras-python /work/refenv/bin/python]
+       [--bert4keras-python ~/b4k-ref/bin/python]
 """
 import argparse
 import os

@@ -13,7 +13,7 @@ mixed_bfloat16 / mixed_float16 (Keras mixed-precision policies, for GPUs). bert4
 float32. With --model both, the RoFormer step time is also given relative to BERT's (RoPE cost).
 
 Usage: python benchmarks/train.py [--model bert|roformer|both] [--precision float32 bfloat16]
-       [--steps 10] [--bert4keras-python /work/refenv/bin/python]
+       [--steps 10] [--bert4keras-python ~/b4k-ref/bin/python]
 """
 import argparse
 import os

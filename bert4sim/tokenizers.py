@@ -376,17 +376,31 @@ class Tokenizer:
         tokens, start = [], 0
         while start < len(text) and len(tokens) < limit:
             end = self._piece_end(text, start + step)
-            tokens.extend(self._tokenize(text[start:end]))
+            cut = start + step + self._word_maxlen + 1
+            tail = text[start + step : cut]
+            if end > cut and self._pre_tokenize is None and tail.isascii() and tail.isalnum():
+                # The piece ends in a word longer than word_maxlen, one token however long: tokenize its
+                # head only and append the rest of the word to that token as plain text.
+                tokens.extend(self._tokenize(text[start:cut]))
+                rest = text[cut:end]
+                tokens[-1] += rest.lower() if self._do_lower_case else rest
+            else:
+                tokens.extend(self._tokenize(text[start:end]))
             start = end
         return tokens
 
     def _piece_end(self, text, position):
         # Pre-tokenizers (jieba) join CJK characters into words, so then only spaces and punctuation end a piece.
         words_only = self._pre_tokenize is None
-        for index in range(position, len(text)):
-            kind = _char_class(text[index])
-            if kind == _SPACE or (kind == _SPLIT and (words_only or is_punctuation(text[index]))):
-                return index
+        index = position
+        while index < len(text):
+            block = text[index : index + 1024]
+            if not (block.isascii() and block.isalnum()):  # an ASCII letter/digit run holds no word end
+                for offset, ch in enumerate(block):
+                    kind = _char_class(ch)
+                    if kind == _SPACE or (kind == _SPLIT and (words_only or is_punctuation(ch))):
+                        return index + offset
+            index += len(block)
         return len(text)
 
     def _tokenize(self, text, pre_tokenize=True):

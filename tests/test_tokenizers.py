@@ -216,3 +216,41 @@ VOCAB_CHARS = "你好世界信用卡怎么注销abcd!，。 "
 def test_fuzz_decode_inverts_encode_up_to_case_and_spaces(text):
     decoded = FUZZ.decode(FUZZ.encode(text)[0])
     assert decoded.replace(" ", "") == text.lower().replace(" ", "")
+
+
+LONG_ALPHABET = list("我想注销信用卡怎么办 ,.，。helloHÉLLOa\u200b\t\n") + ["xyz", "信用卡"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(LONG_ALPHABET), min_size=0, max_size=1500), st.lists(
+    st.sampled_from(LONG_ALPHABET), min_size=0, max_size=900), st.integers(3, 40), st.booleans())
+def test_long_texts_are_tokenized_only_as_far_as_maxlen_needs_with_the_same_result(first, second, maxlen, jieba_words):
+    from bert4sim.snippets import truncate_sequences
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("我想注销信用卡怎么办，。a") + [
+        "信用卡", "hello", "he", "##l", "##lo", "##a"]
+    pre = (lambda s: __import__("jieba").lcut(s, HMM=False)) if jieba_words else None
+    tokenizer = Tokenizer({t: i for i, t in enumerate(vocab)}, do_lower_case=True, pre_tokenize=pre)
+    first, second = "".join(first), "".join(second)
+    expected = tokenizer.tokenize(first)  # the whole text
+    truncate_sequences(maxlen, -2, expected)
+    assert tokenizer.tokenize(first, maxlen=maxlen) == expected
+    a, b = tokenizer.tokenize(first), tokenizer.tokenize(second)
+    truncate_sequences(maxlen + 1, -2, a, b)
+    assert tokenizer.encode(first, second, maxlen=maxlen)[0] == tokenizer.tokens_to_ids(a + b[1:])
+
+
+def test_a_million_characters_cost_what_maxlen_costs(monkeypatch):
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + list("今天气很好，"))}
+    tokenizer = Tokenizer(vocab)
+    seen = []
+    whole = tokenizer._tokenize
+    monkeypatch.setattr(tokenizer, "_tokenize", lambda text, *a: seen.append(len(text)) or whole(text, *a))
+    for text in ("今天天气很好，" * 150_000, "a" * 1_000_000 + " 好", "今 " * 500_000):
+        seen.clear()
+        ids, _ = tokenizer.encode(text, maxlen=64)
+        assert len(ids) == 64 or text.startswith("a")
+        assert sum(seen) <= 4 * 64 * 3 + 1000, (text[:10], sum(seen))  # a few pieces of ~4*maxlen characters
+    seen.clear()
+    tokenizer.encode("今天天气很好，" * 150_000, "今天" * 500_000, maxlen=64)
+    assert sum(seen) <= 2 * (4 * 64 * 3 + 1000)

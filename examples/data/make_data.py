@@ -218,6 +218,8 @@ def main():
     passages = make_passages(train + dev, rng)
     with open(os.path.join(HERE, "corpus.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(passages) + "\n")
+    with open(os.path.join(HERE, "sentences.txt"), "w", encoding="utf-8") as f:  # for `bert4sim index build`
+        f.write("\n".join(s for g in train + dev for s in sentences_of(g)) + "\n")
     texts = [s for g in train + dev for s in sentences_of(g)] + passages
     with open(os.path.join(HERE, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(make_vocab(texts)) + "\n")
