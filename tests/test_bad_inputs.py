@@ -366,6 +366,8 @@ CASES = [
      Raises(TypeError, "maxlen must be an integer, got str")),
     ("cli-maxlen-zero", lambda c: cli("synonyms", "查询", "--model", str(c.root / B), "--maxlen", "0"),
      Exit2("maxlen must be at least 2, got 0")),
+    ("cli-model-folder-maxlen-zero", lambda c: cli("similar", "查询", "--model", str(c.root / "model"), "--maxlen", "0"),
+     Exit2("maxlen must be at least 2, got 0")),
     ("cli-maxlen-over-positions", lambda c: cli("synonyms", "查询", "--model", str(c.root / B), "--maxlen", "100"),
      Exit2("maxlen 100 exceeds the model's 32 positions")),
     ("cli-k-above-n", lambda c: cli("synonyms", "查询", "--model", str(c.root / B), "-n", "3", "-k", "5"),
