@@ -11,6 +11,7 @@ Clients and server share this machine's cores.
 
 Usage: python benchmarks/serve.py [--model checkpoints/simbert_demo] [--n 100000] [--clients 8]
        [--seconds 20] [--max-wait-ms 2] [--max-batch 64]
+       (numpy BLAS threads: OPENBLAS_NUM_THREADS, 1 unless set, as `bert4sim serve --blas-threads`)
 """
 import argparse
 import json
@@ -23,8 +24,11 @@ import sys
 import threading
 import time
 
-import httpx
-import numpy as np
+# As `bert4sim serve --blas-threads 1` (its default) does, for the in-process column too; set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "examples", "data")
@@ -104,7 +108,7 @@ def start_server(args, index_dir, port):
                TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "bert4sim.cli", "serve", "--model", args.model, "--index", index_dir,
                "--port", str(port), "--max-wait-ms", str(args.max_wait_ms), "--max-batch", str(args.max_batch),
-               "--log-level", "warning"]
+               "--blas-threads", os.environ["OPENBLAS_NUM_THREADS"], "--log-level", "warning"]
     if args.precision:
         command += ["--precision", args.precision]
     server = subprocess.Popen(command, env=env)
@@ -180,7 +184,7 @@ def main():
     index_dir, index = build_index(args, model)
     texts = queries()
     print(f"model {args.model} ({model.model_id}, precision {model.precision}); index {len(index)} sentences, "
-          f"{index.dim}-d; /similar topn 10; {os.cpu_count()} CPUs")
+          f"{index.dim}-d; /similar topn 10; {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
 
     latencies, rate = in_process(model, index, texts, min(args.seconds, 10))
     p50, p99 = percentiles(latencies)

@@ -66,6 +66,11 @@ def _build_index(args):
 
 
 def _serve(args):
+    if args.blas_threads:
+        if "numpy" in sys.modules:
+            raise ValueError("--blas-threads must be applied before numpy is imported")
+        # Read by OpenBLAS / MKL when numpy loads them, i.e. by the imports just below.
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.blas_threads)
     from bert4sim.serving import Limits, serve
     from bert4sim.similarity import VectorIndex
 
@@ -139,6 +144,9 @@ def build_parser():
     serve.add_argument("--max-topn", type=int, default=100)
     serve.add_argument("--max-n", type=int, default=256, help="samples in one /synonyms request")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    serve.add_argument("--blas-threads", type=int, default=1,
+                       help="threads of numpy's BLAS for the index search (default 1: a second thread pool "
+                            "next to TensorFlow's made /similar ~16x slower on a busy 2-core machine; 0: BLAS default)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     model_flags(serve)
     serve.set_defaults(func=_serve)
