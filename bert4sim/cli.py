@@ -85,6 +85,8 @@ def _serve(args):
 def _export(args):
     from bert4sim.export import export_saved_model
 
+    if args.precision == "auto":  # the SavedModel runs elsewhere: this CPU's choice does not carry over
+        args.precision = "float32"
     print(f"exported the encoder as a SavedModel into {export_saved_model(_model(args), args.out)}")
 
 
@@ -152,7 +154,8 @@ def build_parser():
     serve.set_defaults(func=_serve)
 
     export = sub.add_parser("export", help="write the encoder as a TensorFlow SavedModel (TF Serving)")
-    export.add_argument("--out", required=True, help="new (or empty) folder")
+    export.add_argument("--out", required=True, help="new (or empty) folder (products in float32 unless "
+                        "--precision bfloat16)")
     model_flags(export)
     export.set_defaults(func=_export)
     return parser

@@ -18,6 +18,9 @@ EXTRA = "assets.extra"
 def export_saved_model(model, directory):
     """Write ``model``'s encoder (a SimilarityModel) as a SavedModel folder ``directory``.
 
+    The graph computes as ``model`` does: with ``precision="bfloat16"`` its matrix products run in
+    bfloat16 (recorded in ``bert4sim.json``); ``bert4sim export`` uses float32 unless asked.
+
     The folder is written next to its destination and renamed into place, so a failed export
     leaves no half-written model; an existing non-empty folder is an error.
 
@@ -55,6 +58,7 @@ def export_saved_model(model, directory):
         os.makedirs(os.path.join(staging, EXTRA), exist_ok=True)
         save_vocab(os.path.join(staging, EXTRA, "vocab.txt"), model.tokenizer.token_dict)
         meta = {"maxlen": model.maxlen, "do_lower_case": model.tokenizer._do_lower_case, "model_id": model.model_id,
+                "precision": model.precision,
                 "inputs": ["token_ids", "segment_ids"], "outputs": ["vectors", "unit_vectors"]}
         with open(os.path.join(staging, EXTRA, "bert4sim.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, ensure_ascii=False, indent=1)

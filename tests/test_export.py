@@ -32,7 +32,8 @@ def test_saved_model_round_trip_gives_the_same_vectors(tmp_path, model_type, poo
                                    num_attention_heads=4, intermediate_size=64, with_pool="linear")
     save_checkpoint(base, str(tmp_path / "ckpt" / "bert_model.ckpt"))
     (tmp_path / "ckpt" / "vocab.txt").write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
-    sim = SimilarityModel.from_checkpoint(str(tmp_path / "ckpt"), pooling=pooling, model=model_type)
+    sim = SimilarityModel.from_checkpoint(str(tmp_path / "ckpt"), pooling=pooling, model=model_type,
+                                          precision="float32")
     out = export_saved_model(sim, str(tmp_path / "exported"))
     serve = tf.saved_model.load(out).signatures["serving_default"]
     token_ids, segment_ids = _batch(sim.tokenizer, CORPUS)
@@ -58,6 +59,8 @@ def test_export_from_the_shell_refuses_a_non_empty_folder(tmp_path, capsys):
     assert cli_main(["export", "--model", str(tmp_path / "ckpt"), "--out", str(out)]) == 0
     assert "exported the encoder" in capsys.readouterr().out
     assert "serving_default" in tf.saved_model.load(str(out)).signatures
+    # float32 products unless asked, whatever precision="auto" picks on this CPU
+    assert json.load(open(out / "assets.extra" / "bert4sim.json"))["precision"] == "float32"
     assert cli_main(["export", "--model", str(tmp_path / "ckpt"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bert4sim: ") and "exists and is not empty" in err
