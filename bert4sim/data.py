@@ -227,23 +227,30 @@ def to_dataset(batches, extra_inputs=0, start_step=0):
 
     count = 2 + extra_inputs
     spec = tuple(tf.TensorSpec((None, None), tf.int32) for _ in range(count))
-    if callable(batches):
-        def stream():
-            step = start_step() if callable(start_step) else start_step
-            return batches(int(step))
-    elif start_step:
-        raise ValueError("start_step needs batches given as a function of the start step, not an iterator")
-    else:
-        def stream():
-            return batches
-
+    stream = _stream(batches, start_step)
     dataset = tf.data.Dataset.from_generator(
         lambda: ((tuple(np.asarray(a, "int32") for a in batch),) for batch in stream()),
         output_signature=(spec,),
     )
+    return _distributed_by_data(dataset).prefetch(2)
+
+
+def _stream(batches, start_step):
+    """A function returning the batches to iterate: ``batches`` itself, or ``batches(start step)`` afresh."""
+    if callable(batches):
+        return lambda: batches(int(start_step() if callable(start_step) else start_step))
+    if start_step:
+        raise ValueError("start_step needs batches given as a function of the start step, not an iterator")
+    return lambda: batches
+
+
+def _distributed_by_data(dataset):
+    """Multi-worker: each worker makes every global batch and keeps its own slice of rows."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(2)
+    return dataset.with_options(options)
 
 
 # --- Interleaving sources ---
@@ -771,8 +778,10 @@ class RetroMAECollator:
     Label 0 means "no loss here" (id 0 is ``[PAD]``, never a target).
     Defaults follow the RetroMAE code (encoder 0.3, decoder 0.5). Draws
     come from ``numpy.random.default_rng(seed)``, so a collator with the same
-    seed given the same texts returns the same batches. ``texts`` may also be
-    lists of token ids (already with ``[CLS]``/``[SEP]``).
+    seed given the same texts returns the same batches; ``collator(texts,
+    rng=...)`` draws from the given generator instead (what the step-indexed
+    :func:`retromae_batches` does). ``texts`` may also be lists of token ids
+    (already with ``[CLS]``/``[SEP]``).
 
     Example:
         >>> collator = RetroMAECollator(tokenizer, maxlen=64, seed=0)
@@ -809,35 +818,37 @@ class RetroMAECollator:
     def _words(self, token_ids):
         return whole_words([self.tokenizer.id_to_token(i) for i in token_ids])
 
-    def mask_encoder_input(self, token_ids, words=None):
-        """``(masked_ids, labels)`` for one text's ids, by the encoder rule above."""
+    def mask_encoder_input(self, token_ids, words=None, rng=None):
+        """``(masked_ids, labels)`` for one text's ids, by the encoder rule above (draws from ``rng`` if given)."""
+        rng = self.rng if rng is None else rng
         masked, labels = list(token_ids), [0] * len(token_ids)
         if self.encoder_mask_rate == 0:
             return masked, labels
         words = self._words(token_ids) if words is None else words
-        picks = np.flatnonzero(sample_whole_word_mask(words, len(token_ids), self.encoder_mask_rate, self.rng))
+        picks = np.flatnonzero(sample_whole_word_mask(words, len(token_ids), self.encoder_mask_rate, rng))
         for position in picks:
             labels[position] = token_ids[position]
-            draw = self.rng.random()
+            draw = rng.random()
             if draw < 0.8:
                 masked[position] = self.tokenizer._token_mask_id
             elif draw < 0.9 and len(self.ordinary_ids):
-                masked[position] = int(self.rng.choice(self.ordinary_ids))
+                masked[position] = int(rng.choice(self.ordinary_ids))
         return masked, labels
 
-    def __call__(self, texts):
+    def __call__(self, texts, rng=None):
         if isinstance(texts, str) or not len(texts):
             raise ValueError("RetroMAECollator takes a non-empty list of texts")
+        rng = self.rng if rng is None else rng
         originals = [self._token_ids(text, i) for i, text in enumerate(texts)]
         length = max(len(ids) for ids in originals)
         encoder_ids, encoder_labels, decoder_labels, masks = [], [], [], []
         for ids in originals:
             words = self._words(ids)
-            masked, labels = self.mask_encoder_input(ids, words)
+            masked, labels = self.mask_encoder_input(ids, words, rng)
             encoder_ids.append(masked)
             encoder_labels.append(labels)
             decoder_labels.append([0] + list(ids[1:-1]) + [0])
-            masks.append(sample_decoder_mask(len(ids), self.decoder_mask_rate, self.rng, length, words))
+            masks.append(sample_decoder_mask(len(ids), self.decoder_mask_rate, rng, length, words))
         decoder_ids = sequence_padding(originals, length)
         return {
             "encoder_token_ids": sequence_padding(encoder_ids, length).astype("int32"),
@@ -849,13 +860,15 @@ class RetroMAECollator:
         }
 
 
-def retromae_batches(texts, collator, batch_size, seed=0):
-    """Endless RetroMAE batches ``(inputs, labels)`` for ``model.fit``, reshuffled every pass.
+def retromae_batches(texts, collator, batch_size, seed=0, start_step=0):
+    """Endless RetroMAE batches ``(inputs, labels)`` for ``model.fit``, reshuffled every pass, from ``start_step`` on.
 
     ``inputs`` = ``(encoder_token_ids, segment_ids, decoder_token_ids,
     decoder_attention_mask)``, ``labels`` = ``(encoder_labels, decoder_labels)``
     (the order of :data:`RETROMAE_INPUTS` / :data:`RETROMAE_LABELS`). The last
-    incomplete batch of a pass is dropped.
+    incomplete batch of a pass is dropped. Step-indexed like
+    :func:`simbert_batches`: batch ``s`` (its texts and the collator's masks,
+    drawn from a generator seeded by ``(seed, s)``) depends on ``s`` only.
 
     Example:
         >>> batches = retromae_batches(texts, RetroMAECollator(tokenizer, 64), batch_size=32)
@@ -863,22 +876,34 @@ def retromae_batches(texts, collator, batch_size, seed=0):
     """
     if not 1 <= batch_size <= len(texts):
         raise ValueError(f"batch_size must be between 1 and the number of texts ({len(texts)}), got {batch_size}")
-    rng = np.random.default_rng(seed)
+    _check_seed("seed", seed)
+    _check_seed("start_step", start_step)
+    steps_per_pass = len(texts) // batch_size
+    step, order, order_pass = int(start_step), None, None
     while True:
-        order = rng.permutation(len(texts))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            batch = collator([texts[i] for i in order[start : start + batch_size]])
-            yield tuple(batch[k] for k in RETROMAE_INPUTS), tuple(batch[k] for k in RETROMAE_LABELS)
+        pass_index, position = divmod(step, steps_per_pass)
+        if pass_index != order_pass:
+            order, order_pass = np.random.default_rng([seed, 0, pass_index]).permutation(len(texts)), pass_index
+        chosen = order[position * batch_size : (position + 1) * batch_size]
+        batch = collator([texts[i] for i in chosen], rng=np.random.default_rng([seed, 1, step]))
+        yield tuple(batch[k] for k in RETROMAE_INPUTS), tuple(batch[k] for k in RETROMAE_LABELS)
+        step += 1
 
 
-def retromae_dataset(batches):
+def retromae_dataset(batches, start_step=0):
     """Wrap :func:`retromae_batches` as a ``tf.data.Dataset`` (int32 ids, bool mask).
+
+    ``batches`` and ``start_step`` as in :func:`to_dataset` (an iterator, or a
+    function of the start step for an exact resume).
 
     Example:
         >>> trainer.fit(retromae_dataset(retromae_batches(texts, collator, 32)), steps_per_epoch=100)
+        >>> dataset = retromae_dataset(lambda step: retromae_batches(texts, collator, 32, start_step=step),
+        ...                            start_step=resume.start_step)
     """
     import tensorflow as tf
 
     ids = tf.TensorSpec((None, None), tf.int32)
     spec = ((ids, ids, ids, tf.TensorSpec((None, None, None), tf.bool)), (ids, ids))
-    return tf.data.Dataset.from_generator(lambda: batches, output_signature=spec).prefetch(2)
+    dataset = tf.data.Dataset.from_generator(_stream(batches, start_step), output_signature=spec)
+    return _distributed_by_data(dataset).prefetch(2)

@@ -87,8 +87,9 @@ def pretrain(args):
                                retromae_dataset)
     from bert4sim.losses import RetroMAETrainer
     from bert4sim.models import build_retromae_model
-    from bert4sim.training import get_strategy, make_optimizer, set_precision, training_callbacks
+    from bert4sim.training import ExactResume, get_strategy, make_optimizer, set_precision, training_callbacks
 
+    strategy = get_strategy()  # first: a multi-worker strategy must start before any TensorFlow op
     keras.utils.set_random_seed(args.seed)
     set_precision(args.precision)
     tokenizer, keep_tokens = load_tokenizer(args)
@@ -100,7 +101,6 @@ def pretrain(args):
     collator = RetroMAECollator(tokenizer, args.maxlen, args.encoder_mask_rate, args.decoder_mask_rate,
                                 seed=args.seed)
     steps = args.steps_per_epoch or max(1, len(texts) // args.batch_size)
-    strategy = get_strategy()
     with strategy.scope():
         # The encoder carries a pooler (a released checkpoint's, or a random one) that RetroMAE does not
         # train, so that scripts building with_pool (SimBERT) can load the saved encoder as it is.
@@ -116,10 +116,13 @@ def pretrain(args):
         trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1,
                                                  global_clipnorm=args.clip_norm or None))
     print(f"{len(texts)} texts of at most {args.maxlen} tokens; {steps} steps x {args.epochs} epochs")
-    dataset = retromae_dataset(retromae_batches(texts, collator, args.batch_size, seed=args.seed))
+    resume = ExactResume()  # step-indexed batches: a resumed run reads what the killed one would have read next
+    dataset = retromae_dataset(lambda step: retromae_batches(texts, collator, args.batch_size, seed=args.seed,
+                                                             start_step=step), start_step=resume.start_step)
     os.makedirs(args.output, exist_ok=True)
     history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
-                          callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro))
+                          callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
+                                                       resume=resume))
     return retromae, tokenizer, history
 
 

@@ -10,7 +10,8 @@ import threading
 import numpy as np
 import pytest
 
-from bert4sim.data import interleave, noisy_source, simbert_batches, to_dataset
+from bert4sim.data import (RetroMAECollator, interleave, noisy_source, retromae_batches, retromae_dataset,
+                           simbert_batches, to_dataset)
 from bert4sim.tokenizers import Tokenizer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -56,6 +57,20 @@ def test_interleaved_general_pairs_resume_at_any_step_too(tokenizer):
     for start in (2, 5, 13):
         later = interleave([list("abc"), list("xyzw")], ratio=(1, 2), seed=3, start=start)
         assert [next(later) for _ in range(30 - start)] == items[start:]
+
+
+def test_retromae_batches_resume_at_any_step_too(tokenizer):
+    texts = ["甲乙丙丁", "戊己庚辛", "乙丙丁戊己", "庚辛甲乙", "丙丁戊", "己庚辛甲乙丙"]
+    collator = RetroMAECollator(tokenizer, maxlen=8, encoder_mask_rate=0.3, decoder_mask_rate=0.5, seed=0)
+    whole = take(retromae_batches(texts, collator, 2, seed=4), 8)  # 3 steps a pass
+    for start in (2, 3, 5):
+        for mine, expected in zip(take(retromae_batches(texts, collator, 2, seed=4, start_step=start), 8 - start),
+                                  whole[start:]):
+            for a, b in zip(mine[0] + mine[1], expected[0] + expected[1]):
+                np.testing.assert_array_equal(a, b)
+    dataset = retromae_dataset(lambda step: retromae_batches(texts, collator, 2, seed=4, start_step=step),
+                               start_step=lambda: 5)
+    np.testing.assert_array_equal(next(iter(dataset))[0][3].numpy(), whole[5][0][3])  # the decoder mask
 
 
 def test_to_dataset_restarts_a_step_indexed_stream_at_the_step_it_reads(tokenizer):
