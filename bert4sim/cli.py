@@ -75,7 +75,7 @@ def _serve(args):
     from bert4sim.similarity import VectorIndex
 
     model = _model(args)
-    index = VectorIndex.load(args.index) if args.index else None
+    index = VectorIndex.load(args.index) if args.index else model.index  # a model folder's own index
     limits = Limits(max_text_chars=args.max_text_chars, max_texts=args.max_texts, max_topn=args.max_topn,
                     max_n=args.max_n, max_body_bytes=args.max_body_bytes)
     serve(model, index, host=args.host, port=args.port, limits=limits, max_batch=args.max_batch,
@@ -135,7 +135,7 @@ def build_parser():
     build.set_defaults(func=_build_index)
 
     serve = sub.add_parser("serve", help="HTTP JSON service: /encode /similar /synonyms /health (serve extra)")
-    serve.add_argument("--index", default=None, help="index folder for /similar")
+    serve.add_argument("--index", default=None, help="index folder for /similar (default: the model folder's own)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-batch", type=int, default=64, help="texts encoded together at most")
