@@ -240,6 +240,8 @@ async def _read(request, model, limits):
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadRequest(400, f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest(400, "request body is not valid JSON: nested too deeply") from None
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as error:

@@ -66,6 +66,8 @@ def test_endpoints_answer_like_the_library(client, sim):
 @pytest.mark.parametrize("path, body, status, message", [
     ("/similar", b"{\"text\": ", 400, "not valid JSON"),
     ("/encode", b"\xff\xfe", 400, "not valid JSON"),
+    ("/encode", b"[" * 1999, 400, "not valid JSON"),
+    ("/encode", b"", 400, "not valid JSON"),
     ("/similar", b"x" * 2001, 413, "over the limit of 2000"),
     ("/similar", {"text": "查" * 51}, 422, "51 characters, over the limit of 50"),
     ("/encode", {"texts": ["好", "查" * 51]}, 422, "texts[1] has 51 characters"),
@@ -100,6 +102,8 @@ def test_endpoints_missing_parts_are_404(sim):
         response = client.post("/synonyms", json={"text": "好"})
         assert response.status_code == 404 and "no seq2seq" in response.json()["error"]
         assert client.post("/encode", json={"texts": ["好"]}).status_code == 200
+        deep = client.post("/encode", content=b"[" * 200_000)  # under the default 1 MiB body limit
+        assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"]
 
 
 def test_batcher_batches_concurrent_jobs_and_finishes_them_on_stop(sim):
