@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 
@@ -17,27 +16,17 @@ httpx = pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from bert4sim.models import build_transformer_model  # noqa: E402
 from bert4sim.serving import Limits, MicroBatcher, create_app  # noqa: E402
 from bert4sim.similarity import SimilarityModel  # noqa: E402
-from bert4sim.tokenizers import Tokenizer  # noqa: E402
+from tiny_similarity import CORPUS, tiny_similarity_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHARS = "我想注销信用卡怎么办理银行开户查询余额今天天气很好明天下雨吗手机充电慢"
-VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(CHARS)))}
-CORPUS = ["我想注销信用卡", "信用卡怎么注销", "怎么办理银行开户", "查询余额", "今天天气很好", "明天下雨吗", "手机充电慢"]
 LIMITS = Limits(max_text_chars=50, max_texts=8, max_topn=5, max_n=20, max_body_bytes=2000)
 
 
 @pytest.fixture(scope="module")
 def sim():
-    keras.utils.set_random_seed(0)
-    base = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=64, application="unilm", with_pool="linear",
-                                   return_keras_model=False)
-    encoder = keras.Model(base.model.inputs, base.model.outputs[0])
-    seq2seq = keras.Model(base.model.inputs, base.model.outputs[1])
-    model = SimilarityModel(Tokenizer(VOCAB), encoder, seq2seq, maxlen=16)
+    model = tiny_similarity_model()
     model.build_index(CORPUS)
     return model
 

@@ -9,22 +9,13 @@ import pytest
 from bert4sim.layers import Pooling
 from bert4sim.models import build_transformer_model, save_checkpoint
 from bert4sim.similarity import SimilarityModel, VectorIndex
-from bert4sim.tokenizers import Tokenizer
 
-CHARS = "我想注销信用卡怎么办理银行开户查询余额今天天气很好明天下雨吗手机充电慢"
-VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(CHARS)))}
-CORPUS = ["我想注销信用卡", "信用卡怎么注销", "怎么办理银行开户", "查询余额", "今天天气很好", "明天下雨吗", "手机充电慢"]
+from tiny_similarity import CORPUS, VOCAB, tiny_similarity_model
 
 
 @pytest.fixture(scope="module")
 def sim():
-    keras.utils.set_random_seed(0)
-    base = build_transformer_model(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=64, application="unilm", with_pool="linear",
-                                   return_keras_model=False)
-    encoder = keras.Model(base.model.inputs, base.model.outputs[0])
-    seq2seq = keras.Model(base.model.inputs, base.model.outputs[1])
-    return SimilarityModel(Tokenizer(VOCAB), encoder, seq2seq, maxlen=16)
+    return tiny_similarity_model()
 
 
 def test_encode_order_normalisation_and_batching(sim):
