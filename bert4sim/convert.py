@@ -156,6 +156,7 @@ def convert_transformers_bert(src_dir, out_dir):
         >>> convert_transformers_bert(find_minilm_dir(), "checkpoints/all-MiniLM-L6-v2")
         'checkpoints/all-MiniLM-L6-v2/bert_model.ckpt'
     """
+    from bert4sim.files import atomic_folder
     from bert4sim.models import write_checkpoint
 
     config_path = os.path.join(src_dir, "config.json")
@@ -175,14 +176,13 @@ def convert_transformers_bert(src_dir, out_dir):
     if vocab_rows != (config["vocab_size"], config["hidden_size"]):
         raise ValueError(f"word_embeddings has shape {vocab_rows}, config says "
                          f"({config['vocab_size']}, {config['hidden_size']})")
-    os.makedirs(out_dir, exist_ok=True)
-    checkpoint = os.path.join(out_dir, "bert_model.ckpt")
-    write_checkpoint(checkpoint, arrays)
     google_config = {key: config[key] for key in GOOGLE_CONFIG_KEYS if key in config}
-    with open(os.path.join(out_dir, "bert_config.json"), "w", encoding="utf-8") as f:
-        json.dump(google_config, f, indent=2)
-    shutil.copyfile(vocab_path, os.path.join(out_dir, "vocab.txt"))
-    return checkpoint
+    with atomic_folder(out_dir, "checkpoint") as staging:  # a crash leaves the old or the new folder
+        write_checkpoint(os.path.join(staging, "bert_model.ckpt"), arrays)
+        with open(os.path.join(staging, "bert_config.json"), "w", encoding="utf-8") as f:
+            json.dump(google_config, f, indent=2)
+        shutil.copyfile(vocab_path, os.path.join(staging, "vocab.txt"))
+    return os.path.join(out_dir, "bert_model.ckpt")
 
 
 def find_minilm_dir():
