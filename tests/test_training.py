@@ -168,7 +168,8 @@ def test_clipping_applies_inside_fit_and_arguments_are_checked():
     # about one factor for every gradient (fit's graph and the tape differ by round-off on tiny gradients)
     assert np.mean(np.abs(factors / np.median(factors) - 1) < 1e-3) > 0.6
     assert np.sqrt(np.sum(seen ** 2)) < bound * 1.05  # unclipped it would be 10 times the bound
-    assert bound / max(norms) * (1 - 1e-4) <= np.median(factors) <= bound / min(norms) * (1 + 1e-4)
+    # ~1/10 (fit's gradients differ from the tape's by round-off, ~0.1 %); unclipped it would be 1
+    assert bound / max(norms) * 0.99 <= np.median(factors) <= bound / min(norms) * 1.01
     with pytest.raises(ValueError, match="not both"):
         make_optimizer(clipnorm=1.0, global_clipnorm=1.0)
     with pytest.raises(ValueError, match="global_clipnorm must be a positive number or None, got 0"):
