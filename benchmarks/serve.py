@@ -1,7 +1,8 @@
-"""`bert4sim serve` under load: /similar latency and throughput over a 100k-sentence index.
+"""`bert4sim serve` under load: /similar latency and throughput over a 100k-text index.
 
-Builds (once, cached under --workdir) a 100k-sentence index with the demo SimBERT model: the 732
-demo corpus sentences plus distinct pairs of them joined by "，" (about 20 characters each). Then
+Builds (once, cached under --workdir) a 100k-text index with the demo SimBERT model: the 732 demo
+passages of examples/data/corpus.txt (43-119 characters) plus distinct pairs of them joined by "，"
+(the encoder reads the first maxlen tokens of each; search cost depends only on count x dim). Then
 starts `bert4sim serve` in a subprocess, lets --clients threads (keep-alive httpx clients) send
 /similar requests (topn 10, queries from the demo dev set) back to back for --seconds after a
 warm-up, and prints p50/p99 latency, requests/s and the server's average batch. Next to it: the
@@ -35,7 +36,7 @@ DATA = os.path.join(ROOT, "examples", "data")
 
 
 def make_corpus(n, seed=0):
-    """The demo corpus plus distinct "a，b" pairs of its sentences, ``n`` in all."""
+    """The demo passages plus distinct "a，b" pairs of them, ``n`` in all."""
     with open(os.path.join(DATA, "corpus.txt"), encoding="utf-8") as f:
         base = list(dict.fromkeys(line.strip() for line in f if line.strip()))
     rng, corpus, seen = random.Random(seed), list(base), set(base)
@@ -80,7 +81,7 @@ def build_index(args, model):
     start = time.perf_counter()
     index = model.build_index(make_corpus(args.n), batch_size=128, show_progress=False)
     index.save(folder)
-    print(f"built the {len(index)}-sentence index in {time.perf_counter() - start:.0f} s -> {folder}")
+    print(f"built the {len(index)}-text index in {time.perf_counter() - start:.0f} s -> {folder}")
     return folder, index
 
 
@@ -183,7 +184,7 @@ def main():
     model = load_model(args.model, args.precision)
     index_dir, index = build_index(args, model)
     texts = queries()
-    print(f"model {args.model} ({model.model_id}, precision {model.precision}); index {len(index)} sentences, "
+    print(f"model {args.model} ({model.model_id}, precision {model.precision}); index {len(index)} texts, "
           f"{index.dim}-d; /similar topn 10; {os.cpu_count()} CPUs; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
 
     latencies, rate = in_process(model, index, texts, min(args.seconds, 10))
