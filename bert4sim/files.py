@@ -246,3 +246,26 @@ def read_lines(path, what="file"):
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}:{number}: not UTF-8 text (byte {error.start} of the line)") from None
     return texts
+
+
+def read_json(path, kind=None, what=None):
+    """Parse a JSON file (a UTF-8 BOM allowed); errors name the file and line.
+
+    ``kind`` (``dict`` / ``list``) is the required top-level type; ``what``
+    prefixes the messages (e.g. ``"config file"``).
+
+    Example:
+        >>> meta = read_json("indexes/faq/meta.json", dict)
+    """
+    where = f"{what} {path}" if what else str(path)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            value = json.load(f)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where}: not UTF-8 text (byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}:{error.lineno}: not valid JSON ({error.msg}; truncated?)") from None
+    if kind is not None and not isinstance(value, kind):
+        raise ValueError(f"{where} must hold a JSON {'object' if kind is dict else 'list'}, "
+                         f"got {type(value).__name__}")
+    return value

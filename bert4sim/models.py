@@ -37,7 +37,7 @@ def write_checkpoint(checkpoint_path, arrays):
 import keras  # noqa: E402
 
 from bert4sim import layers as L  # noqa: E402
-from bert4sim.files import atomic_folder, recover  # noqa: E402
+from bert4sim.files import atomic_folder, read_json, recover  # noqa: E402
 
 REQUIRED_CONFIG_KEYS = (
     "vocab_size",
@@ -119,15 +119,7 @@ def read_config(config_path=None, **overrides):
         recover(os.path.dirname(os.path.abspath(config_path)))
         if not os.path.isfile(config_path):
             raise FileNotFoundError(f"config file not found: {config_path}")
-        try:
-            with open(config_path, encoding="utf-8-sig") as f:
-                config = json.load(f)
-        except UnicodeDecodeError as error:
-            raise ValueError(f"config file {config_path}: not UTF-8 text (byte {error.start})") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"config file {config_path}:{error.lineno}: not valid JSON ({error.msg})") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"config file {config_path} must hold a JSON object")
+        config = read_json(config_path, dict, "config file")
     config.update({k: v for k, v in overrides.items() if v is not None})
     where = f"config file {config_path}" if config_path else "the model configuration"
     missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]

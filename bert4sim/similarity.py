@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from bert4sim.files import read_json
 from bert4sim.tokenizers import has_content
 
 INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
@@ -277,25 +278,6 @@ class VectorIndex:
                                  f"{len(index)} x {index.dim}")
             index._faiss = stored
         return index
-
-
-def read_json(path, kind=None):
-    """Parse a JSON file; errors name the file (and line), and ``kind`` is the required top-level type.
-
-    Example:
-        >>> meta = read_json("indexes/faq/meta.json", dict)
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: invalid or truncated JSON ({error.msg})") from None
-    if kind is not None and not isinstance(value, kind):
-        raise ValueError(f"{path} must hold a JSON {'object' if kind is dict else 'list'}, "
-                         f"got {type(value).__name__}")
-    return value
 
 
 def _find_layer(model, name):

@@ -269,10 +269,10 @@ CASES = [
      Raises(ValueError, r"lacks required special token\(s\): \[CLS\]")),
     # --- index folders
     ("index-meta-truncated", lambda c: VectorIndex.load(index_with(c, raw={"meta.json": b'{"dim": 16,\n "cou'})),
-     Raises(ValueError, r"meta.json:2: invalid or truncated JSON")),
+     Raises(ValueError, r"meta.json:2: not valid JSON")),
     ("cli-index-texts-truncated", lambda c: cli("similar", "查询", "--model", str(c.root / B), "--index",
                                                 index_with(c, raw={"texts.json": b'["a", "b'})),
-     Exit2(r"texts.json:1: invalid or truncated JSON")),
+     Exit2(r"texts.json:1: not valid JSON")),
     ("index-texts-not-utf8", lambda c: VectorIndex.load(index_with(c, raw={"texts.json": b'["\xff"]'})),
      Raises(ValueError, r"texts.json: not UTF-8")),
     ("index-texts-not-strings", lambda c: VectorIndex.load(index_with(c, texts=["a", 2, "c", "d", "e", "f"])),
@@ -309,7 +309,7 @@ CASES = [
         c.copy("model") / "similarity_model.json", lambda m: m.pop("maxlen")) else None),
      Raises(ValueError, "similarity_model.json lacks key 'maxlen'")),
     ("model-meta-truncated", lambda c: SimilarityModel.load(str(c.copy("model")) if not truncate(
-        c.copy("model") / "similarity_model.json") else None), Raises(ValueError, r"similarity_model.json:\d+: invalid")),
+        c.copy("model") / "similarity_model.json") else None), Raises(ValueError, r"similarity_model.json:\d+: not valid JSON")),
     ("model-encoder-damaged", lambda c: SimilarityModel.load(str(c.copy("model")) if not truncate(
         c.copy("model") / "encoder.keras") else None), Raises(ValueError, "encoder.keras is not a loadable Keras model")),
     ("cli-model-vocab-longer", lambda c: cli("similar", "查询", "--model", model_with_vocab(c, VOCAB + ["多"])),
