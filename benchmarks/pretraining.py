@@ -127,15 +127,19 @@ def pretrain(name, args, texts, tokenizer, steps):
 
 def sentence_vectors(bert, tokenizer, texts, maxlen, batch_size=128):
     """Unit-length ([CLS], mean) vectors of ``texts`` from a frozen encoder, batched by length."""
+    import tensorflow as tf
+
     from bert4sim.snippets import sequence_padding
 
+    # One trace for every batch length (predict_on_batch would trace once per padded length).
+    run = tf.function(lambda a, b: bert([a, b], training=False), reduce_retracing=True)
     ids = [tokenizer.encode(t, maxlen=maxlen)[0] for t in texts]
     order = np.argsort([len(i) for i in ids], kind="stable")
     cls, mean = np.zeros((len(ids), bert.output_shape[-1]), "float32"), np.zeros((len(ids), bert.output_shape[-1]), "float32")
     for start in range(0, len(ids), batch_size):
         rows = order[start:start + batch_size]
         token_ids = sequence_padding([ids[i] for i in rows]).astype("int32")
-        sequence = np.asarray(bert.predict_on_batch([token_ids, np.zeros_like(token_ids)]))
+        sequence = run(token_ids, np.zeros_like(token_ids)).numpy()
         mask = (token_ids > 0)[..., None]
         cls[rows] = sequence[:, 0]
         mean[rows] = (sequence * mask).sum(1) / mask.sum(1)
