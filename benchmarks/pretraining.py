@@ -125,21 +125,27 @@ def pretrain(name, args, texts, tokenizer, steps):
     return seconds, losses
 
 
-def sentence_vectors(bert, tokenizer, texts, maxlen, batch_size=128):
-    """Unit-length ([CLS], mean) vectors of ``texts`` from a frozen encoder, batched by length."""
+def frozen_encoder(bert):
+    """``(token_ids, segment_ids) -> sequence output`` traced once for all batch lengths
+    (``predict_on_batch`` would trace once per padded length)."""
     import tensorflow as tf
 
+    return tf.function(lambda a, b: bert([a, b], training=False), reduce_retracing=True)
+
+
+def sentence_vectors(run, tokenizer, texts, maxlen, batch_size=128):
+    """Unit-length ([CLS], mean) vectors of ``texts`` from a :func:`frozen_encoder`, batched by length."""
     from bert4sim.snippets import sequence_padding
 
-    # One trace for every batch length (predict_on_batch would trace once per padded length).
-    run = tf.function(lambda a, b: bert([a, b], training=False), reduce_retracing=True)
     ids = [tokenizer.encode(t, maxlen=maxlen)[0] for t in texts]
     order = np.argsort([len(i) for i in ids], kind="stable")
-    cls, mean = np.zeros((len(ids), bert.output_shape[-1]), "float32"), np.zeros((len(ids), bert.output_shape[-1]), "float32")
+    cls = mean = None
     for start in range(0, len(ids), batch_size):
         rows = order[start:start + batch_size]
         token_ids = sequence_padding([ids[i] for i in rows]).astype("int32")
         sequence = run(token_ids, np.zeros_like(token_ids)).numpy()
+        if cls is None:
+            cls, mean = (np.zeros((len(ids), sequence.shape[-1]), "float32") for _ in range(2))
         mask = (token_ids > 0)[..., None]
         cls[rows] = sequence[:, 0]
         mean[rows] = (sequence * mask).sum(1) / mask.sum(1)
@@ -245,7 +251,8 @@ def main(argv=None):
         checkpoint = None if name == "random" else folder  # random: the same architecture, no weights loaded
         bert = build_transformer_model(os.path.join(folder, "bert_config.json"), checkpoint)
         print(f"evaluating {name} ...", flush=True)
-        results[name] = evaluate(lambda texts: sentence_vectors(bert, tokenizer, texts, args.maxlen), data)
+        run = frozen_encoder(bert)
+        results[name] = evaluate(lambda texts: sentence_vectors(run, tokenizer, texts, args.maxlen), data)
     wall = time.perf_counter() - started
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
