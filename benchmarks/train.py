@@ -30,7 +30,7 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
     import keras
 
     from bert4sim.data import to_dataset
-    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.losses import simbert_training_model
     from bert4sim.models import build_transformer_model
     from bert4sim.training import make_optimizer, set_precision
 
@@ -41,7 +41,7 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
         intermediate_size=4 * hidden, model=model_type, application="unilm", with_pool="linear",
         return_keras_model=False, matmul_dtype=matmul_dtype,
     )
-    trainer = SimBERTTrainer(bert)
+    trainer = simbert_training_model(bert)  # the examples' model: the loss is a layer inside
     trainer.compile(optimizer=make_optimizer(1e-5), jit_compile=False)
     rng = np.random.default_rng(0)
 
