@@ -890,20 +890,26 @@ def retromae_batches(texts, collator, batch_size, seed=0, start_step=0):
         step += 1
 
 
-def retromae_dataset(batches, start_step=0):
+def retromae_dataset(batches, start_step=0, labels_as_inputs=False):
     """Wrap :func:`retromae_batches` as a ``tf.data.Dataset`` (int32 ids, bool mask).
 
     ``batches`` and ``start_step`` as in :func:`to_dataset` (an iterator, or a
-    function of the start step for an exact resume).
+    function of the start step for an exact resume). Elements are ``(inputs,
+    labels)``, or with ``labels_as_inputs=True`` the six tensors as inputs
+    alone (``(inputs + labels,)``), for
+    :func:`bert4sim.losses.retromae_training_model`.
 
     Example:
         >>> trainer.fit(retromae_dataset(retromae_batches(texts, collator, 32)), steps_per_epoch=100)
         >>> dataset = retromae_dataset(lambda step: retromae_batches(texts, collator, 32, start_step=step),
         ...                            start_step=resume.start_step)
+        >>> model.fit(retromae_dataset(retromae_batches(texts, collator, 32), labels_as_inputs=True))
     """
     import tensorflow as tf
 
     ids = tf.TensorSpec((None, None), tf.int32)
     spec = ((ids, ids, ids, tf.TensorSpec((None, None, None), tf.bool)), (ids, ids))
     dataset = tf.data.Dataset.from_generator(_stream(batches, start_step), output_signature=spec)
+    if labels_as_inputs:
+        dataset = dataset.map(lambda inputs, labels: (inputs + labels,))
     return _distributed_by_data(dataset).prefetch(2)

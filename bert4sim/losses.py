@@ -1,7 +1,8 @@
 """Losses: SimBERT's seq2seq + in-batch similarity, RoFormer-Sim's distillation, Sentence-BERT, RetroMAE.
 
-Plain functions of tensors (``keras.ops``); ``SimBERTLoss``, a
-:class:`bert4sim.layers.Loss` that :func:`simbert_training_model` puts into
+Plain functions of tensors (``keras.ops``); ``SimBERTLoss`` and
+``RetroMAELoss``, :class:`bert4sim.layers.Loss` layers that
+:func:`simbert_training_model` / :func:`retromae_training_model` put into
 a model the bert4keras way; and Trainer models (``SimBERTTrainer``, ...)
 whose ``compute_loss`` calls the same functions. Either way training is
 ordinary ``model.fit`` under any ``tf.distribute`` strategy.
@@ -589,6 +590,106 @@ def retromae_loss(encoder_labels, encoder_logits, decoder_labels, decoder_logits
     return encoder_weight * encoder_loss + decoder_weight * decoder_loss, encoder_loss, decoder_loss
 
 
+def labelled_positions(labels, hidden):
+    """The labels and hidden states of the labelled positions only: ``[B, L]``, ``[B, L, H]`` -> ``[N]``, ``[N, H]``.
+
+    The MLM head then runs on those rows only; :func:`masked_lm_loss` of the
+    head's logits there equals its value over the whole sequence.
+
+    Example:
+        >>> targets, hidden = labelled_positions(encoder_labels, encoder_sequence)
+        >>> loss = masked_lm_loss(targets, retromae.mlm_logits(hidden))
+    """
+    positions = ops.where(ops.not_equal(labels, 0))
+    return _gather_nd(labels, positions), _gather_nd(hidden, positions)
+
+
+@keras.saving.register_keras_serializable(package="bert4sim")
+class LabelledPositions(keras.layers.Layer):
+    """``[labels, hidden]`` -> ``[targets, hidden]`` of the labelled positions (:func:`labelled_positions`).
+
+    Example:
+        >>> targets, hidden = LabelledPositions()([encoder_labels, encoder_sequence])
+    """
+
+    def call(self, inputs):
+        return labelled_positions(*inputs)
+
+    def compute_output_spec(self, inputs):
+        labels, hidden = inputs
+        return (keras.KerasTensor((None,), dtype=labels.dtype),
+                keras.KerasTensor((None, hidden.shape[-1]), dtype=hidden.dtype))
+
+
+@keras.saving.register_keras_serializable(package="bert4sim")
+class RetroMAELoss(Loss):
+    """RetroMAE's loss as a layer (bert4keras style): :func:`retromae_loss` of its inputs.
+
+    Inputs ``[encoder_labels, encoder_logits, decoder_labels, decoder_logits]``
+    (+ anything to pass through, e.g. the sentence vectors with
+    ``output_axis=4``): labels ``[N]`` with logits ``[N, V]`` of the labelled
+    positions only (:class:`LabelledPositions`), or ``[B, L]`` with
+    ``[B, L, V]`` (0 = no target). Adds the weighted sum, logs
+    ``encoder_loss`` and ``decoder_loss``. :func:`retromae_training_model`
+    wires it into a model.
+
+    Example:
+        >>> vectors = RetroMAELoss(output_axis=4)([enc_targets, enc_logits, dec_targets, dec_logits, vectors])
+    """
+
+    def __init__(self, encoder_weight=1.0, decoder_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_weight, self.decoder_weight = encoder_weight, decoder_weight
+
+    def compute_loss(self, inputs, mask=None):
+        encoder_labels, encoder_logits, decoder_labels, decoder_logits = inputs[:4]
+        # Loss hands integer inputs over as floats; the cross-entropy wants the ids back
+        total, encoder_loss, decoder_loss = retromae_loss(
+            ops.cast(encoder_labels, "int32"), encoder_logits, ops.cast(decoder_labels, "int32"), decoder_logits,
+            self.encoder_weight, self.decoder_weight)
+        self.add_metric(encoder_loss, "encoder_loss")
+        self.add_metric(decoder_loss, "decoder_loss")
+        return total
+
+    def get_config(self):
+        return {**super().get_config(), "encoder_weight": self.encoder_weight,
+                "decoder_weight": self.decoder_weight}
+
+
+def retromae_training_model(retromae, encoder_weight=1.0, decoder_weight=1.0):
+    """The bert4keras-style RetroMAE training model: the labels are inputs, the loss is a layer inside.
+
+    ``retromae``: ``build_retromae_model(..., return_keras_model=False)``.
+    Inputs: the four of ``retromae.model`` then ``encoder_labels`` and
+    ``decoder_labels`` (int ``[B, L]``, 0 = no target), as
+    ``retromae_dataset(..., labels_as_inputs=True)`` yields them; output: the
+    sentence vectors. The shared MLM head scores only the labelled positions
+    (:class:`LabelledPositions`). Compile it with an optimizer only; ``fit``
+    logs ``loss``, ``encoder_loss`` and ``decoder_loss``.
+
+    Example:
+        >>> retromae = build_retromae_model(config, ckpt, return_keras_model=False)
+        >>> model = retromae_training_model(retromae)
+        >>> model.compile(optimizer=make_optimizer(1e-4, total_steps=1000))
+        >>> model.fit(retromae_dataset(retromae_batches(texts, collator, 32), labels_as_inputs=True),
+        ...           steps_per_epoch=100)
+    """
+    if not all(hasattr(retromae, name) for name in ("backbone", "mlm_logits", "encoder")):
+        raise TypeError("retromae_training_model needs the RetroMAE object of "
+                        "build_retromae_model(..., return_keras_model=False)")
+    inputs = list(retromae.backbone.inputs)
+    sentence, encoder_sequence, decoder_hidden = retromae.backbone.outputs
+    labels = [keras.Input((None,), dtype="int32", name=f"Input-{part.capitalize()}-Labels")
+              for part in ("encoder", "decoder")]
+    loss_inputs = []
+    for part, part_labels, hidden in zip(("Encoder", "Decoder"), labels, (encoder_sequence, decoder_hidden)):
+        targets, hidden = LabelledPositions(name=f"RetroMAE-{part}-Labelled")([part_labels, hidden])
+        loss_inputs += [targets, retromae.mlm_logits(hidden)]
+    vectors = RetroMAELoss(encoder_weight, decoder_weight, output_axis=4,
+                           name="RetroMAE-Loss")(loss_inputs + [sentence])
+    return keras.Model(inputs + labels, vectors, name="retromae_training")
+
+
 class RetroMAETrainer(keras.Model):
     """Trains a :class:`bert4sim.models.RetroMAE` with :func:`retromae_loss` under ``model.fit``.
 
@@ -622,12 +723,8 @@ class RetroMAETrainer(keras.Model):
         return self.backbone(list(inputs), training=training)
 
     def _part_loss(self, labels, hidden):
-        positions = ops.where(ops.not_equal(labels, 0))
-        logits = self.retromae.mlm_logits(_gather_nd(hidden, positions))
-        targets = _gather_nd(labels, positions)
-        cross_entropy = keras.losses.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"),
-                                                                     from_logits=True)
-        return ops.sum(cross_entropy) / ops.maximum(ops.cast(ops.shape(targets)[0], "float32"), 1.0)
+        targets, hidden = labelled_positions(labels, hidden)
+        return masked_lm_loss(targets, self.retromae.mlm_logits(hidden))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y is None or len(y) != 2:

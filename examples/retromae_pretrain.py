@@ -85,7 +85,7 @@ def pretrain(args):
 
     from bert4sim.data import (RetroMAECollator, pack_sentences, read_passages, retromae_batches,
                                retromae_dataset)
-    from bert4sim.losses import RetroMAETrainer
+    from bert4sim.losses import retromae_training_model
     from bert4sim.models import build_retromae_model
     from bert4sim.training import ExactResume, get_strategy, make_optimizer, set_precision, training_callbacks
 
@@ -111,18 +111,19 @@ def pretrain(args):
         else:
             retromae = build_retromae_model(vocab_size=tokenizer.vocab_size, model=args.model, with_pool=True,
                                             return_keras_model=False, **(MICRO if args.micro else TINY))
-        trainer = RetroMAETrainer(retromae)
+        model = retromae_training_model(retromae)  # the loss is a layer; the labels are inputs
         lr = args.lr or (1e-4 if args.config else 1e-3)
-        trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1,
-                                                 global_clipnorm=args.clip_norm or None))
+        model.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1,
+                                               global_clipnorm=args.clip_norm or None))
     print(f"{len(texts)} texts of at most {args.maxlen} tokens; {steps} steps x {args.epochs} epochs")
     resume = ExactResume()  # step-indexed batches: a resumed run reads what the killed one would have read next
     dataset = retromae_dataset(lambda step: retromae_batches(texts, collator, args.batch_size, seed=args.seed,
-                                                             start_step=step), start_step=resume.start_step)
+                                                             start_step=step), start_step=resume.start_step,
+                               labels_as_inputs=True)
     os.makedirs(args.output, exist_ok=True)
-    history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
-                          callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
-                                                       resume=resume))
+    history = model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
+                        callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
+                                                     resume=resume))
     return retromae, tokenizer, history
 
 
