@@ -28,6 +28,9 @@ import time
 
 import numpy as np
 
+from bert4sim.similarity import _normalize, check_int
+from bert4sim.tokenizers import has_content
+
 try:
     import fastapi
     import pydantic
@@ -91,8 +94,7 @@ class MicroBatcher:
     """
 
     def __init__(self, model, index=None, max_batch=64, max_wait_ms=2.0):
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        check_int(max_batch, "max_batch", minimum=1)
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self.model, self.index = model, index
@@ -182,7 +184,7 @@ class MicroBatcher:
         for job in jobs:
             own = vectors[start : start + len(job.texts)]
             start += len(job.texts)
-            results.append(_unit(own) if job.options.get("normalize", True) else own)
+            results.append(_normalize(own) if job.options.get("normalize", True) else own)
         similar = [i for i, job in enumerate(jobs) if job.kind == "similar"]
         if similar:
             topn = max(jobs[i].options["topn"] for i in similar)
@@ -195,10 +197,6 @@ class MicroBatcher:
     def _synonyms(self, jobs):
         (job,) = jobs
         return [self.model.gen_synonyms(job.texts[0], **job.options)]
-
-
-def _unit(vectors):
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -250,7 +248,7 @@ async def _read(request, model, limits):
 
 
 def _check_text(text, limits, name="text"):
-    if not text.strip():
+    if not has_content(text):
         raise BadRequest(422, f"{name} is empty or whitespace only")
     if len(text) > limits.max_text_chars:
         raise BadRequest(422, f"{name} has {len(text)} characters, over the limit of {limits.max_text_chars}")

@@ -71,6 +71,7 @@ def test_endpoints_answer_like_the_library(client, sim):
     ("/similar", {"text": "好", "topn": 2.5}, 422, "topn: Input should be a valid integer"),
     ("/similar", {"text": "好", "topk": 3}, 422, "topk: Extra inputs are not permitted"),
     ("/similar", {"text": " \n"}, 422, "text is empty or whitespace only"),
+    ("/similar", {"text": "\u200b\x00"}, 422, "text is empty or whitespace only"),  # nothing the tokenizer keeps
     ("/similar", {}, 422, "text: Field required"),
     ("/similar", [1, 2], 422, "body: Input should be a valid dictionary"),
     ("/synonyms", {"text": "好", "n": 21}, 422, "n must be between 1 and 20, got 21"),
