@@ -105,7 +105,7 @@ def review_sentences(text, min_chars=5, max_chars=None):
     return [s for s in sentences if len(s) >= min_chars and (max_chars is None or len(s) <= max_chars)]
 
 
-def read_labelled_lines(lines, label, where="file"):
+def read_labelled_lines(lines, label):
     """``[(text, label), ...]`` of the non-empty lines of a one-review-a-line file.
 
     Example:

@@ -569,9 +569,7 @@ def masked_lm_loss(labels, logits):
     Example:
         >>> loss = masked_lm_loss(batch["encoder_labels"], encoder_logits)
     """
-    weights = ops.cast(ops.not_equal(labels, 0), "float32")
-    cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(logits, "float32"), from_logits=True)
-    return ops.sum(cross_entropy * weights) / ops.maximum(ops.sum(weights), 1.0)
+    return token_crossentropy(labels, logits, ops.not_equal(labels, 0))
 
 
 def retromae_loss(encoder_labels, encoder_logits, decoder_labels, decoder_logits,
@@ -643,10 +641,9 @@ class RetroMAELoss(Loss):
 
     def compute_loss(self, inputs, mask=None):
         encoder_labels, encoder_logits, decoder_labels, decoder_logits = inputs[:4]
-        # Loss hands integer inputs over as floats; the cross-entropy wants the ids back
+        # Loss hands integer inputs over as floats; token_crossentropy casts the ids back
         total, encoder_loss, decoder_loss = retromae_loss(
-            ops.cast(encoder_labels, "int32"), encoder_logits, ops.cast(decoder_labels, "int32"), decoder_logits,
-            self.encoder_weight, self.decoder_weight)
+            encoder_labels, encoder_logits, decoder_labels, decoder_logits, self.encoder_weight, self.decoder_weight)
         self.add_metric(encoder_loss, "encoder_loss")
         self.add_metric(decoder_loss, "decoder_loss")
         return total

@@ -413,7 +413,7 @@ class Transformer:
         for name, variable in mapping.items():
             full_name = f"{prefix}/{name}" if not name.startswith("cls/") else name
             if full_name not in shapes:
-                if allow_missing_heads and name.startswith(HEAD_PREFIXES):
+                if ignore_invalid_weights or (allow_missing_heads and name.startswith(HEAD_PREFIXES)):
                     skipped.append(full_name)
                     continue
                 hint = (
@@ -448,9 +448,6 @@ class Transformer:
                 shown = ", ".join(unused[:4]) + (f" and {len(unused) - 4} more" if len(unused) > 4 else "")
                 problems.append(f"checkpoint {path} holds variables this model does not use: {shown} (does the "
                                 f"config match the checkpoint? pass allow_unused=True to load anyway)")
-        if problems and ignore_invalid_weights:
-            skipped += [problem.split(" is missing")[0].replace("variable ", "") for problem in problems]
-            problems = []
         if problems:
             raise ValueError("cannot load checkpoint:\n  " + "\n  ".join(problems))
         if skipped:

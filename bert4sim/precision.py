@@ -24,12 +24,12 @@ Example:
     >>> resolve_precision("auto")      # 'bfloat16' or 'float32'
     >>> resolve_precision("float32")   # explicit choices pass through
 """
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
+
+from bert4sim.files import read_json, write_json_atomic
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 CACHE_FILE = "precision.json"
@@ -150,9 +150,7 @@ def cache_dir():
 
 def _read_cache(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            cached = json.load(f)
-        return cached if isinstance(cached, dict) else {}
+        return read_json(path, dict)
     except (OSError, ValueError):
         return {}  # absent or unreadable: calibrate again and rewrite it
 
@@ -160,10 +158,7 @@ def _read_cache(path):
 def _write_cache(path, cached):
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=".precision-", dir=os.path.dirname(path))
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(cached, f, indent=2)
-        os.replace(staging, path)
+        write_json_atomic(path, cached)
     except OSError as error:  # a read-only home: decide again next process, say why once
         print(f"bert4sim: could not cache the precision calibration in {path}: {error}", file=sys.stderr)
 

@@ -256,7 +256,7 @@ class VectorIndex:
         bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
         if bad:
             raise ValueError(f"{texts_path}: entry {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
-        rows = vectors.astype("float32")
+        rows = vectors.astype("float32", copy=False)  # no second copy of a float32 index
         finite = np.isfinite(rows).all(axis=1)
         if not finite.all():
             raise ValueError(f"{vectors_path}: row {int(np.argmin(finite))} holds NaN or infinity")

@@ -109,7 +109,6 @@ def main(argv=None):
     from bert4sim.losses import simbert_training_model
     from bert4sim.models import build_transformer_model, save_checkpoint
     from bert4sim.similarity import SimilarityModel
-    from bert4sim.tokenizers import save_vocab
     from bert4sim.training import ExactResume, make_optimizer, training_callbacks
 
     args = parse_args(argv)
@@ -168,8 +167,7 @@ def main(argv=None):
                                 callbacks=training_callbacks(os.path.join(args.output, "stage2"), tensorboard=False,
                                                              resume=resume)))
 
-    save_checkpoint(student, os.path.join(args.output, "bert_model.ckpt"))
-    save_vocab(os.path.join(args.output, "vocab.txt"), tokenizer.token_dict)
+    save_checkpoint(student, os.path.join(args.output, "bert_model.ckpt"), vocab=tokenizer.token_dict)
     print(f"saved RoFormer-Sim checkpoint (Google format) in {os.path.abspath(args.output)}")
     encoder = keras.Model(student.model.inputs, student.model.outputs[0])
     seq2seq = keras.Model(student.model.inputs, student.model.outputs[1])
