@@ -158,22 +158,15 @@ class SimBERTTrainer(keras.Model):
         return pooled, sequence
 
     def _full_logits(self, sequence):
-        """MLM logits at every position (static shapes, for XLA)."""
+        """MLM logits (float32) of ``sequence`` rows: every position (static shapes, for XLA)."""
         t = self.transformer
         logits = t.token_embedding(t.mlm_transform(sequence), reverse=True)
         return ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
 
     def _target_logits(self, token_ids, segment_ids, sequence):
         """Logits at the predicted positions only, with their target ids."""
-        mask = ops.cast(segment_ids[:, 1:], "bool")
-        hidden = sequence[:, :-1]
-        positions = ops.where(mask)  # tuple of index arrays
-        gathered = _gather_nd(hidden, positions)
-        targets = _gather_nd(token_ids[:, 1:], positions)
-        t = self.transformer
-        logits = t.token_embedding(t.mlm_transform(gathered), reverse=True)
-        logits = ops.cast(logits, "float32") + ops.cast(t.mlm_bias.bias, "float32")
-        return logits, targets
+        targets, hidden = predicted_tokens(token_ids, segment_ids, sequence)
+        return self._full_logits(hidden), targets
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         token_ids, segment_ids = x[0], x[1]
@@ -234,6 +227,16 @@ class SimBERTLoss(Loss):
                 "distillation_weight": self.distillation_weight, "full_sequence": self.full_sequence}
 
 
+def predicted_tokens(token_ids, segment_ids, sequence):
+    """``(target_ids, hidden)`` of the tokens a UniLM model predicts: position t predicts token t+1 of segment 1.
+
+    Example:
+        >>> targets, hidden = predicted_tokens(token_ids, segment_ids, sequence_output)
+    """
+    positions = ops.where(ops.cast(segment_ids[:, 1:], "bool"))  # tuple of index arrays
+    return _gather_nd(token_ids[:, 1:], positions), _gather_nd(sequence[:, :-1], positions)
+
+
 @keras.saving.register_keras_serializable(package="bert4sim")
 class PredictedTokens(keras.layers.Layer):
     """``[token_ids, segment_ids, sequence_output]`` -> ``[target_ids, hidden]`` of the predicted tokens only.
@@ -247,9 +250,7 @@ class PredictedTokens(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        token_ids, segment_ids, sequence = inputs
-        positions = ops.where(ops.cast(segment_ids[:, 1:], "bool"))
-        return _gather_nd(token_ids[:, 1:], positions), _gather_nd(sequence[:, :-1], positions)
+        return predicted_tokens(*inputs)
 
     def compute_output_spec(self, inputs):
         token_ids, _, sequence = inputs
