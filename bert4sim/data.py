@@ -176,13 +176,23 @@ def _batch_groups(groups, general, ratio, batch_pairs, seed, start_step):
         stream = interleave([groups, general], ratio, seed, start=start_step * batch_pairs)
         while True:
             yield [group for _, group in itertools.islice(stream, batch_pairs)]
-    steps_per_pass = len(groups) // batch_pairs
-    step, order, order_pass = start_step, None, None
+    for _, chosen in _step_slices(len(groups), batch_pairs, seed, start_step):
+        yield [groups[i] for i in chosen]
+
+
+def _step_slices(count, per_step, seed, start_step):
+    """Endless ``(step, indices)`` from ``start_step`` on: whole passes over ``count`` items, ``per_step`` a step.
+
+    Each pass has its own order, seeded by ``(seed, 0, pass)``, and drops its
+    incomplete last step, so step ``s`` depends on ``s`` only (exact resume).
+    """
+    steps_per_pass = count // per_step
+    step, order, order_pass = int(start_step), None, None
     while True:
         pass_index, position = divmod(step, steps_per_pass)
         if pass_index != order_pass:
-            order, order_pass = np.random.default_rng([seed, 0, pass_index]).permutation(len(groups)), pass_index
-        yield [groups[i] for i in order[position * batch_pairs : (position + 1) * batch_pairs]]
+            order, order_pass = np.random.default_rng([seed, 0, pass_index]).permutation(count), pass_index
+        yield step, order[position * per_step : (position + 1) * per_step]
         step += 1
 
 
@@ -878,16 +888,9 @@ def retromae_batches(texts, collator, batch_size, seed=0, start_step=0):
         raise ValueError(f"batch_size must be between 1 and the number of texts ({len(texts)}), got {batch_size}")
     _check_seed("seed", seed)
     _check_seed("start_step", start_step)
-    steps_per_pass = len(texts) // batch_size
-    step, order, order_pass = int(start_step), None, None
-    while True:
-        pass_index, position = divmod(step, steps_per_pass)
-        if pass_index != order_pass:
-            order, order_pass = np.random.default_rng([seed, 0, pass_index]).permutation(len(texts)), pass_index
-        chosen = order[position * batch_size : (position + 1) * batch_size]
+    for step, chosen in _step_slices(len(texts), batch_size, seed, start_step):
         batch = collator([texts[i] for i in chosen], rng=np.random.default_rng([seed, 1, step]))
         yield tuple(batch[k] for k in RETROMAE_INPUTS), tuple(batch[k] for k in RETROMAE_LABELS)
-        step += 1
 
 
 def retromae_dataset(batches, start_step=0, labels_as_inputs=False):
