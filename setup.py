@@ -42,8 +42,9 @@ setup(
         "h5py>=3.10",
     ],
     extras_require={
+        # import-linter checks the package's declared layers (setup.cfg [importlinter], run by .ci/run).
         "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.15", "fastapi>=0.110", "uvicorn>=0.29",
-                "httpx>=0.27"],
+                "httpx>=0.27", "import-linter>=2.0"],
         # TensorBoard logs from bert4sim.training.training_callbacks (skipped with a warning without it).
         "train": ["tensorboard>=2.15"],
         # Only for the scripts that regenerate reference fixtures and for the

@@ -23,7 +23,7 @@ import numpy as np
 from bert4keras_reference import measure
 
 from bert4sim.generation import CachedDecoder, RecomputeDecoder
-from bert4sim.layers import set_matmul_dtype
+from bert4sim.precision import set_matmul_dtype
 from bert4sim.models import build_transformer_model
 
 

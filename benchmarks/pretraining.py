@@ -4,8 +4,8 @@ Pre-trains the same small encoder from scratch twice on the sentences of example
 (People's Daily, January 1998 + product/hotel/book reviews), with the same tokenizer, initial weights,
 steps, batch, learning rate and schedule:
 
-  mlm       BERT's masked LM only (15 % of tokens picked, 80/10/10), i.e. bert4sim's RetroMAETrainer with
-            the decoder's loss weight 0, so the encoder sees exactly the MLM objective;
+  mlm       BERT's masked LM only (15 % of tokens picked, 80/10/10), i.e. bert4sim's RetroMAE training model
+            with the decoder's loss weight 0, so the encoder sees exactly the MLM objective;
   retromae  bert4sim's RetroMAE recipe (encoder 30 % masked + one-layer enhanced decoder reconstructing
             the sentence from [CLS] at 50 % decoder masking; library defaults of RetroMAECollator).
 
@@ -97,9 +97,8 @@ def pretrain(name, args, texts, tokenizer, steps):
     """Train one variant from the seed's initial weights; save it as a Google-format folder; seconds taken."""
     import keras
 
-    from bert4sim.data import RetroMAECollator, retromae_batches, retromae_dataset
-    from bert4sim.losses import RetroMAETrainer
-    from bert4sim.models import build_retromae_model
+    from bert4sim.retromae import (RetroMAECollator, build_retromae_model, retromae_batches, retromae_dataset,
+                                   retromae_training_model)
     from bert4sim.tokenizers import save_vocab
     from bert4sim.training import make_optimizer
 
@@ -107,7 +106,7 @@ def pretrain(name, args, texts, tokenizer, steps):
     keras.utils.set_random_seed(args.seed)  # the same initial encoder for both variants
     retromae = build_retromae_model(vocab_size=tokenizer.vocab_size, with_pool=True, return_keras_model=False,
                                     **SMALL)
-    trainer = RetroMAETrainer(retromae, decoder_weight=variant["decoder_weight"])
+    trainer = retromae_training_model(retromae, decoder_weight=variant["decoder_weight"])
     trainer.compile(optimizer=make_optimizer(args.lr, total_steps=steps, warmup_ratio=0.1))
     collator = RetroMAECollator(tokenizer, args.maxlen, encoder_mask_rate=variant["encoder_mask_rate"],
                                 seed=args.seed)
@@ -135,7 +134,7 @@ def frozen_encoder(bert):
 
 def sentence_vectors(run, tokenizer, texts, maxlen, batch_size=128):
     """Unit-length ([CLS], mean) vectors of ``texts`` from a :func:`frozen_encoder`, batched by length."""
-    from bert4sim.snippets import sequence_padding
+    from bert4sim.sequences import sequence_padding
 
     ids = [tokenizer.encode(t, maxlen=maxlen)[0] for t in texts]
     order = np.argsort([len(i) for i in ids], kind="stable")

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bert4sim.similarity import VectorIndex
+from bert4sim.index import VectorIndex
 
 
 def memory_bandwidth(matrix, repeats=3):

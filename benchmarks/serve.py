@@ -73,7 +73,7 @@ def percentiles(seconds):
 
 
 def build_index(args, model):
-    from bert4sim.similarity import VectorIndex
+    from bert4sim.index import VectorIndex
 
     folder = os.path.join(args.workdir, f"index_{args.n}_{model.model_id}")
     if os.path.isdir(folder):

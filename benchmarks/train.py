@@ -30,9 +30,10 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
     import keras
 
     from bert4sim.data import to_dataset
-    from bert4sim.losses import simbert_training_model
+    from bert4sim.simbert import simbert_training_model
     from bert4sim.models import build_transformer_model
-    from bert4sim.training import make_optimizer, set_precision
+    from bert4sim.precision import set_precision
+    from bert4sim.training import make_optimizer
 
     matmul_dtype = set_precision(precision)
     keras.utils.set_random_seed(0)

@@ -14,8 +14,8 @@ _EXPORTS = {
     "build_transformer_model": "bert4sim.models",
     "Tokenizer": "bert4sim.tokenizers",
     "load_vocab": "bert4sim.tokenizers",
-    "sequence_padding": "bert4sim.snippets",
-    "AutoRegressiveDecoder": "bert4sim.snippets",
+    "sequence_padding": "bert4sim.sequences",
+    "AutoRegressiveDecoder": "bert4sim.decoder",
     "SimilarityModel": "bert4sim.similarity",
 }
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from bert4sim.layers import set_gelu  # noqa: F401  (bert4keras's backend exported it)
+from bert4sim.activations import set_gelu  # noqa: F401  (bert4keras's backend exported it)
 
 _INFINITY = [1e12]
 

@@ -39,7 +39,7 @@ def _synonyms(args):
 
 
 def _similar(args):
-    from bert4sim.similarity import VectorIndex
+    from bert4sim.index import VectorIndex
 
     model = _model(args)
     if args.index is not None:
@@ -72,7 +72,7 @@ def _serve(args):
         # Read by OpenBLAS / MKL when numpy loads them, i.e. by the imports just below.
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.blas_threads)
     from bert4sim.serving import Limits, serve
-    from bert4sim.similarity import VectorIndex
+    from bert4sim.index import VectorIndex
 
     model = _model(args)
     index = VectorIndex.load(args.index) if args.index else model.index  # a model folder's own index

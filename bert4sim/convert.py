@@ -157,7 +157,7 @@ def convert_transformers_bert(src_dir, out_dir):
         'checkpoints/all-MiniLM-L6-v2/bert_model.ckpt'
     """
     from bert4sim.files import atomic_folder
-    from bert4sim.models import write_checkpoint
+    from bert4sim.checkpoints import write_checkpoint
 
     config_path = os.path.join(src_dir, "config.json")
     weights_path = os.path.join(src_dir, "model.safetensors")

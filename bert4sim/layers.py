@@ -1,331 +1,32 @@
-"""Keras 3 layers for BERT-style transformers (BERT, RoFormer, UniLM).
+"""Keras 3 layers for BERT-style transformers (BERT, RoFormer, UniLM): masks, RoPE, embeddings, attention, blocks.
 
-Every layer here is serializable (``get_config``) and uses ``keras.ops``
-(one exception, :func:`_bias_add`, for speed on TensorFlow), so it runs on
-any Keras backend; bert4sim tests it on TensorFlow.
+Every layer here is serializable (``get_config``) and uses ``keras.ops``, so
+it runs on any Keras backend; bert4sim tests it on TensorFlow. The heads
+(pooler, MLM head, pooling) are in :mod:`bert4sim.heads`; which dtype the
+matrix products run in (``matmul_dtype``) is :mod:`bert4sim.precision`'s.
 
 Numerics follow bert4keras / Google BERT: LayerNorm epsilon 1e-12, GELU by
 erf, attention logits scaled by 1/sqrt(head size), masked logits replaced by
 -1e12 in float32 (finite in every precision because the softmax runs in
 float32).
+
+Example:
+    >>> block = TransformerBlock(num_heads=2, intermediate_size=128)
+    >>> y = block(x, attention_mask=AttentionMask("unilm")([token_ids, segment_ids]))
 """
-import contextlib
 import math
-import threading
 
 import keras
 from keras import ops
+
+from bert4sim.activations import get_activation, resolve_activation
+from bert4sim.loss_layer import Loss  # noqa: F401  (bert4keras kept Loss in layers)
+from bert4sim.precision import Dense, MatmulDtype, matmul_in
 
 LAYER_NORM_EPSILON = 1e-12
 MASKED_LOGIT = -1e12
 
 _serializable = keras.saving.register_keras_serializable(package="bert4sim")
-
-MATMUL_DTYPES = (None, "float32", "bfloat16", "float16")
-
-
-def _check_matmul_dtype(dtype):
-    if dtype not in MATMUL_DTYPES:
-        raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {dtype!r}")
-    return None if dtype == "float32" else dtype
-
-
-def matmul_in(dtype, x, y, equation=None):
-    """``x @ y`` (or ``einsum(equation, x, y)``) with both operands cast to ``dtype`` (None: as they are).
-
-    The result keeps ``dtype``; callers cast it back. Used for the
-    ``matmul_dtype`` option of the layers below.
-
-    Example:
-        >>> matmul_in("bfloat16", x, kernel)  # bfloat16 product of float32 tensors
-    """
-    if dtype is not None:
-        x, y = ops.cast(x, dtype), ops.cast(y, dtype)
-    return ops.matmul(x, y) if equation is None else ops.einsum(equation, x, y)
-
-
-class _MatmulDtype:
-    """A ``matmul_dtype`` attribute that also sets itself on the sublayers named in ``_matmul_children``."""
-
-    _matmul_children = ()
-
-    @property
-    def matmul_dtype(self):
-        return getattr(self, "_matmul_dtype", None)
-
-    @matmul_dtype.setter
-    def matmul_dtype(self, dtype):
-        self._matmul_dtype = _check_matmul_dtype(dtype)
-        for name in self._matmul_children:
-            child = getattr(self, name, None)
-            if child is not None:
-                child.matmul_dtype = self._matmul_dtype
-
-
-@_serializable
-class Dense(_MatmulDtype, keras.layers.Dense):
-    """``keras.layers.Dense`` whose matrix product may run in another dtype.
-
-    With ``matmul_dtype="bfloat16"`` the input and the kernel are cast to
-    bfloat16 for the product only (several times faster on CPUs with AMX);
-    the bias, the activation and the output stay in the layer's compute
-    dtype (float32 unless a Keras mixed-precision policy is set), where
-    elementwise work is fast. ``matmul_dtype=None`` is ``keras.layers.Dense``.
-
-    Example:
-        >>> dense = Dense(64, activation="gelu", matmul_dtype="bfloat16")
-        >>> dense(keras.ops.ones((2, 32))).dtype  # float32
-    """
-
-    def __init__(self, units, matmul_dtype=None, **kwargs):
-        super().__init__(units, **kwargs)
-        self.matmul_dtype = matmul_dtype
-
-    def call(self, inputs, training=None):
-        keras_path = training and self.matmul_dtype in (None, self.compute_dtype)
-        if keras_path or self.lora_enabled or self.quantization_mode:
-            return super().call(inputs, training=training)
-        return self.project(inputs)
-
-    def project(self, inputs, kernel=None, output_dtype=None):
-        """Product (in ``matmul_dtype``), bias and activation; the result in ``output_dtype``.
-
-        ``kernel`` replaces the layer's kernel, e.g. one already cast to
-        ``matmul_dtype`` once for many calls (cached decoding).
-        ``output_dtype`` defaults to the compute dtype; asking for the
-        product dtype (``"bfloat16"`` when feeding another bfloat16 product)
-        keeps bias and activation in that dtype, where TensorFlow fuses
-        them into the product's kernel at inference.
-
-        Example:
-            >>> y = dense.project(x, kernel=bfloat16_kernel)
-            >>> h = dense.project(x, output_dtype="bfloat16")  # input of the next bfloat16 product
-        """
-        kernel = _active_copy(self, self.kernel) if kernel is None else kernel
-        product_dtype = _product_dtype(self)
-        output_dtype = output_dtype or self.compute_dtype
-        # 2-D, so that the product is a MatMul that TensorFlow can fuse with what follows.
-        x = ops.reshape(inputs, (-1, ops.shape(inputs)[-1]))
-        x = matmul_in(product_dtype, x, kernel)
-        if output_dtype == product_dtype:
-            if self.bias is not None:
-                x = _bias_add(x, ops.cast(self.bias, product_dtype))
-            activation = _gelu_erf_fusable if self.activation is gelu_erf else self.activation
-        else:
-            x = ops.cast(x, output_dtype)
-            if self.bias is not None:
-                x = ops.add(x, ops.cast(self.bias, output_dtype))
-            activation = self.activation
-        if activation is not None:
-            x = activation(x)
-        return ops.reshape(x, tuple(ops.shape(inputs)[:-1]) + (self.units,))
-
-    def get_config(self):
-        return {**super().get_config(), "matmul_dtype": self.matmul_dtype}
-
-
-def set_matmul_dtype(model, dtype):
-    """Run the matrix products of a bert4sim model's layers in ``dtype`` (None / "float32": as computed).
-
-    Switches, in place, every layer of ``model`` (nested models included)
-    that has a ``matmul_dtype`` option: dense projections, attention
-    products, the tied MLM output projection. Weights are unchanged; call
-    it before the model is traced (functions traced earlier keep the old
-    setting). Returns the number of layers switched.
-
-    Example:
-        >>> set_matmul_dtype(encoder, "bfloat16")   # CPU with AMX: ~2x encode and training speed
-    """
-    dtype = _check_matmul_dtype(dtype)
-    switched = 0
-    for layer in model.layers if isinstance(model, keras.Model) else [model]:
-        if isinstance(layer, keras.Model):
-            switched += set_matmul_dtype(layer, dtype)
-        elif hasattr(layer, "matmul_dtype"):
-            layer.matmul_dtype = dtype
-            switched += 1
-    return switched
-
-
-_ACTIVE_COPIES = threading.local()
-
-
-def _product_dtype(layer):
-    """The dtype ``layer``'s matrix product runs in."""
-    return getattr(layer, "matmul_dtype", None) or layer.compute_dtype
-
-
-def _own_kernel(layer):
-    """The matrix a Dense / TokenEmbedding layer multiplies by."""
-    return layer.kernel if isinstance(layer, Dense) else layer.embeddings
-
-
-def _active_copy(layer, kernel):
-    """The copy of ``layer``'s kernel made by the innermost active :class:`CastKernels`, else ``kernel``."""
-    for kernels in reversed(getattr(_ACTIVE_COPIES, "stack", [])):
-        copy = kernels.copy_of(layer)
-        if copy is not None:
-            return copy
-    return kernel
-
-
-def _product_layers(layer):
-    """The Dense / TokenEmbedding layers of a model or bert4sim layer, nested ones included."""
-    if isinstance(layer, (Dense, TokenEmbedding)):
-        yield layer
-    children = layer.layers if isinstance(layer, keras.Model) else (
-        getattr(layer, name, None) for name in getattr(layer, "_matmul_children", ()))
-    for child in children:
-        if child is not None:
-            yield from _product_layers(child)
-
-
-class CastKernels:
-    """Copies of a model's kernels in their product dtype, cast once for many calls.
-
-    A layer whose product runs in another dtype than its kernel
-    (``matmul_dtype="bfloat16"``, a mixed-precision policy) casts the kernel
-    at every call: per batch when encoding, per step when decoding. Here
-    each such kernel (Dense kernels, the tied embedding matrix) gets a copy,
-    made by :meth:`refresh`; layers traced or run inside :meth:`active` use
-    the copies. Call ``refresh()`` at the start of each encoding/decoding
-    call, so a model trained in between runs with its new weights. Kernels
-    already in their product dtype get no copy.
-
-    Example:
-        >>> kernels = CastKernels(encoder)
-        >>> @tf.function
-        ... def run(ids, segs):
-        ...     with kernels.active():
-        ...         return encoder([ids, segs], training=False)
-        >>> kernels.refresh(); vectors = run(ids, segs)
-    """
-
-    def __init__(self, model):
-        self.copies = {}  # id(layer) -> (kernel, copy)
-        for layer in _product_layers(model):
-            kernel, dtype = _own_kernel(layer), _product_dtype(layer)
-            if id(layer) not in self.copies and kernel.dtype != dtype:
-                copy = keras.Variable(ops.zeros(kernel.shape, dtype), dtype=dtype, trainable=False,
-                                      name=f"{layer.name}_{dtype}_copy")
-                self.copies[id(layer)] = (kernel, copy)
-        self._refresh = None
-
-    def refresh(self):
-        """Cast every kernel into its copy (one compiled call)."""
-        if not self.copies:
-            return
-        if self._refresh is None:
-            import tensorflow as tf
-
-            def cast_all():
-                for kernel, copy in self.copies.values():
-                    copy.assign(ops.cast(kernel, copy.dtype))
-                return 0
-
-            self._refresh = tf.function(cast_all) if keras.backend.backend() == "tensorflow" else cast_all
-        self._refresh()
-
-    def copy_of(self, layer):
-        """``layer``'s copy, or None (no copy, or one made before its matmul_dtype was switched)."""
-        _, copy = self.copies.get(id(layer), (None, None))
-        return copy if copy is not None and copy.dtype == _product_dtype(layer) else None
-
-    @contextlib.contextmanager
-    def active(self):
-        """Within this block (at trace time for compiled functions) layers use the copies."""
-        stack = _ACTIVE_COPIES.__dict__.setdefault("stack", [])
-        stack.append(self)
-        try:
-            yield self
-        finally:
-            stack.pop()
-
-
-def gelu_erf(x):
-    """GELU by erf, as Google BERT: ``0.5 * x * (1 + erf(x / sqrt(2)))``.
-
-    Written out because it runs about twice as fast on CPU as
-    ``keras.activations.gelu(approximate=False)`` with the same values.
-
-    Example:
-        >>> gelu_erf(keras.ops.convert_to_tensor([0.0, 1.0]))  # [0.0, 0.8413]
-    """
-    return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
-
-
-def _gelu_erf_fusable(x):
-    """:func:`gelu_erf` in the op order TensorFlow's oneDNN graph rewrite fuses, with the
-    MatMul and BiasAdd before it, into one kernel (inference graphs; any float dtype)."""
-    constant = lambda value: ops.cast(value, x.dtype)  # noqa: E731
-    return ((ops.erf(x * constant(1.0 / math.sqrt(2.0))) + constant(1.0)) * constant(0.5)) * x
-
-
-def _bias_add(x, bias):
-    """``x + bias`` over the last axis.
-
-    On TensorFlow this is ``tf.nn.bias_add``: TF's oneDNN rewrite fuses a
-    MatMul + BiasAdd (+ GELU / ReLU) into one kernel, but not an AddV2
-    (measured on a [1728, 384] x [384, 1536] product with GELU: float32
-    8.4 -> 6.3 ms, bfloat16 7.1 -> 3.0 ms).
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.nn.bias_add(x, bias)
-    return ops.add(x, bias)
-
-
-_GELU_VERSION = ["erf"]
-
-
-def set_gelu(version):
-    """Choose what ``"gelu"`` means in models built afterwards: ``"erf"`` (default, Google BERT) or ``"tanh"``.
-
-    bert4keras's switch, for checkpoints trained with the tanh approximation.
-
-    Example:
-        >>> set_gelu("tanh")
-    """
-    version = str(version).lower()
-    if version not in ("erf", "tanh"):
-        raise ValueError(f"gelu version must be 'erf' or 'tanh', got {version!r}")
-    _GELU_VERSION[0] = version
-
-
-def get_activation(name):
-    """Map a ``hidden_act`` config value to a Keras activation.
-
-    ``"gelu"`` is the exact (erf) form used by Google BERT; ``"gelu_new"`` /
-    ``"gelu_approximate"`` the tanh approximation.
-
-    Example:
-        >>> act = get_activation("gelu")
-        >>> float(act(keras.ops.convert_to_tensor(0.0)))
-        0.0
-    """
-    if callable(name):
-        return name
-    if name == "gelu" and _GELU_VERSION[0] == "tanh":
-        name = "gelu_approximate"
-    table = {
-        "gelu": gelu_erf,
-        "gelu_erf": gelu_erf,
-        "gelu_new": lambda x: keras.activations.gelu(x, approximate=True),
-        "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),
-        "relu": keras.activations.relu,
-        "swish": keras.activations.silu,
-        "silu": keras.activations.silu,
-        "tanh": keras.activations.tanh,
-        "linear": keras.activations.linear,
-        None: keras.activations.linear,
-    }
-    if name not in table:
-        raise ValueError(
-            f"unknown activation {name!r}; expected one of "
-            f"{sorted(k for k in table if k)}"
-        )
-    return table[name]
 
 
 # --------------------------------------------------------------------------
@@ -451,7 +152,7 @@ def rotary_position_embedding(x, positions, base=10000.0):
 
 
 @_serializable
-class TokenEmbedding(_MatmulDtype, keras.layers.Layer):
+class TokenEmbedding(MatmulDtype, keras.layers.Layer):
     """Token embedding whose matrix also serves as the tied output projection.
 
     ``layer(ids)`` looks rows up; ``layer(hidden, reverse=True)`` returns
@@ -461,6 +162,8 @@ class TokenEmbedding(_MatmulDtype, keras.layers.Layer):
         >>> emb = TokenEmbedding(100, 64)
         >>> logits = emb(emb(keras.ops.array([[3, 4]])), reverse=True)  # [1, 2, 100]
     """
+
+    _product_kernel = "embeddings"
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", matmul_dtype=None, **kwargs):
         super().__init__(**kwargs)
@@ -477,28 +180,28 @@ class TokenEmbedding(_MatmulDtype, keras.layers.Layer):
         )
         self.built = True
 
-    def call(self, inputs, reverse=False):
+    def call(self, inputs, reverse=False, kernels=None):
         if reverse:
-            return self.logits(inputs)
+            return self.logits(inputs, None if kernels is None else kernels.kernel_for(self))
         return ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0)
 
     def logits(self, inputs, embeddings=None):
         """``inputs @ embeddings.T`` (in ``matmul_dtype`` if set), in ``inputs``' dtype.
 
         ``embeddings`` replaces the layer's matrix, e.g. one already cast
-        once for many calls (cached decoding).
+        once for many calls (:class:`bert4sim.precision.KernelCopies`).
 
         Example:
             >>> logits = emb.logits(hidden)   # what emb(hidden, reverse=True) returns
         """
-        embeddings = _active_copy(self, self.embeddings) if embeddings is None else embeddings
+        embeddings = self.embeddings if embeddings is None else embeddings
         # [N, H] x [V, H] -> [N, V] contracts the matrix as stored: no transposed copy of
         # it in the forward pass, and its gradient comes out in its own [V, H] layout.
         flat = ops.reshape(inputs, (-1, self.output_dim))
         logits = ops.cast(matmul_in(self.matmul_dtype or inputs.dtype, flat, embeddings, "nh,vh->nv"), inputs.dtype)
         return ops.reshape(logits, tuple(ops.shape(inputs)[:-1]) + (self.input_dim,))
 
-    def compute_output_spec(self, inputs, reverse=False):
+    def compute_output_spec(self, inputs, reverse=False, kernels=None):
         if reverse:
             return keras.KerasTensor(inputs.shape[:-1] + (self.input_dim,), dtype=self.compute_dtype)
         return keras.KerasTensor(inputs.shape + (self.output_dim,), dtype=self.compute_dtype)
@@ -567,7 +270,7 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 @_serializable
-class MultiHeadAttention(_MatmulDtype, keras.layers.Layer):
+class MultiHeadAttention(MatmulDtype, keras.layers.Layer):
     """Multi-head attention with a boolean mask, optional RoPE and a KV cache.
 
     ``call(query, value=None, attention_mask=None, cache=None,
@@ -705,7 +408,7 @@ class MultiHeadAttention(_MatmulDtype, keras.layers.Layer):
 
 
 @_serializable
-class FeedForward(_MatmulDtype, keras.layers.Layer):
+class FeedForward(MatmulDtype, keras.layers.Layer):
     """Position-wise feed-forward: ``W2 · act(W1 · x)`` (BERT's intermediate/output).
 
     Example:
@@ -718,11 +421,11 @@ class FeedForward(_MatmulDtype, keras.layers.Layer):
                  matmul_dtype=None, **kwargs):
         super().__init__(**kwargs)
         self.intermediate_size = int(intermediate_size)
-        self.activation = activation
+        self.activation = resolve_activation(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.inner_dense = Dense(
             self.intermediate_size,
-            activation=get_activation(activation),
+            activation=get_activation(self.activation),
             kernel_initializer=self.kernel_initializer,
             name="intermediate",
             dtype=self.dtype_policy,
@@ -760,7 +463,7 @@ class FeedForward(_MatmulDtype, keras.layers.Layer):
 
 
 @_serializable
-class TransformerBlock(_MatmulDtype, keras.layers.Layer):
+class TransformerBlock(MatmulDtype, keras.layers.Layer):
     """One post-LayerNorm BERT layer: attention + residual + LN, FFN + residual + LN.
 
     ``call(x, attention_mask=None, cache=None, cache_update_index=None)``;
@@ -789,7 +492,7 @@ class TransformerBlock(_MatmulDtype, keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.intermediate_size = int(intermediate_size)
-        self.hidden_act = hidden_act
+        self.hidden_act = resolve_activation(hidden_act)
         self.dropout_rate = float(dropout_rate)
         self.attention_dropout_rate = float(attention_dropout_rate)
         self.use_rope = bool(use_rope)
@@ -797,7 +500,7 @@ class TransformerBlock(_MatmulDtype, keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.attention = None
         self.feed_forward = FeedForward(
-            self.intermediate_size, hidden_act, self.kernel_initializer, name="ffn", dtype=self.dtype_policy
+            self.intermediate_size, self.hidden_act, self.kernel_initializer, name="ffn", dtype=self.dtype_policy
         )
         norm = lambda name: keras.layers.LayerNormalization(  # noqa: E731
             epsilon=self.layer_norm_epsilon, name=name, dtype=self.dtype_policy
@@ -864,261 +567,3 @@ class TransformerBlock(_MatmulDtype, keras.layers.Layer):
         }
 
 
-# --------------------------------------------------------------------------
-# Heads
-# --------------------------------------------------------------------------
-
-
-@_serializable
-class Pooler(_MatmulDtype, keras.layers.Layer):
-    """BERT pooler: a dense layer on the first ([CLS]) position.
-
-    ``activation="tanh"`` is BERT's; ``"linear"`` is what SimBERT and
-    RoFormer-Sim use (``with_pool='linear'``).
-
-    Example:
-        >>> pooled = Pooler(64, activation="linear")(sequence_output)  # [B, 64]
-    """
-
-    _matmul_children = ("dense",)
-
-    def __init__(self, units, activation="tanh", kernel_initializer="glorot_uniform", matmul_dtype=None, **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-        self.activation = activation
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.dense = Dense(
-            self.units,
-            activation=get_activation(activation),
-            kernel_initializer=self.kernel_initializer,
-            name="dense",
-            dtype=self.dtype_policy,
-        )
-        self.matmul_dtype = matmul_dtype
-
-    def build(self, input_shape):
-        self.dense.build((input_shape[0], input_shape[-1]))
-        self.built = True
-
-    def call(self, inputs):
-        return self.dense(inputs[:, 0])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "activation": self.activation,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "matmul_dtype": self.matmul_dtype,
-        }
-
-
-@_serializable
-class MLMTransform(_MatmulDtype, keras.layers.Layer):
-    """The MLM head's transform: dense + activation + LayerNorm (``cls/predictions/transform``).
-
-    Example:
-        >>> h = MLMTransform(activation="gelu")(sequence_output)
-    """
-
-    _matmul_children = ("dense",)
-
-    def __init__(
-        self,
-        activation="gelu",
-        kernel_initializer="glorot_uniform",
-        layer_norm_epsilon=LAYER_NORM_EPSILON,
-        matmul_dtype=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.activation = activation
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.dense = None
-        self.norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="norm", dtype=self.dtype_policy
-        )
-        self.matmul_dtype = matmul_dtype
-
-    def build(self, input_shape):
-        self.dense = Dense(
-            input_shape[-1],
-            activation=get_activation(self.activation),
-            kernel_initializer=self.kernel_initializer,
-            name="dense",
-            dtype=self.dtype_policy,
-            matmul_dtype=self.matmul_dtype,
-        )
-        self.dense.build(input_shape)
-        self.norm.build(input_shape)
-        self.built = True
-
-    def call(self, inputs):
-        return self.norm(self.dense(inputs))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "activation": self.activation,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "matmul_dtype": self.matmul_dtype,
-        }
-
-
-@_serializable
-class MLMBias(keras.layers.Layer):
-    """Adds the MLM ``output_bias`` and applies softmax (or nothing if linear, or with ``logits_only=True``).
-
-    The softmax is computed in float32, so mixed-precision models return
-    float32 probabilities.
-
-    Example:
-        >>> probs = MLMBias(vocab_size, activation="softmax")(logits)
-    """
-
-    def __init__(self, units, activation="softmax", **kwargs):
-        super().__init__(**kwargs)
-        if activation not in ("softmax", "linear"):
-            raise ValueError(f"MLMBias activation must be 'softmax' or 'linear', got {activation!r}")
-        self.units = int(units)
-        self.activation = activation
-
-    def build(self, input_shape):
-        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="output_bias")
-        self.built = True
-
-    def call(self, inputs, logits_only=False):
-        logits = ops.cast(inputs, "float32") + ops.cast(self.bias, "float32")
-        if self.activation == "softmax" and not logits_only:
-            return ops.softmax(logits, axis=-1)
-        return logits
-
-    def compute_output_spec(self, inputs, logits_only=False):
-        return keras.KerasTensor(inputs.shape, dtype="float32")
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation}
-
-
-@_serializable
-class Pooling(keras.layers.Layer):
-    """Sentence vector from token vectors: ``cls``, ``mean`` or ``max``, padding excluded.
-
-    Inputs ``[sequence_output, token_ids]``; positions whose token id is 0
-    (padding) do not count. ``normalize=True`` returns unit vectors.
-
-    Example:
-        >>> vectors = Pooling("mean")([sequence_output, token_ids])   # [B, H]
-    """
-
-    MODES = ("cls", "mean", "max")
-
-    def __init__(self, mode="mean", normalize=False, **kwargs):
-        super().__init__(**kwargs)
-        if mode not in self.MODES:
-            raise ValueError(f"Pooling mode must be one of {self.MODES}, got {mode!r}")
-        self.mode = mode
-        self.normalize = bool(normalize)
-
-    def call(self, inputs):
-        sequence, token_ids = inputs
-        if self.mode == "cls":
-            pooled = sequence[:, 0]
-        else:
-            valid = ops.cast(ops.not_equal(token_ids, 0), sequence.dtype)[..., None]
-            if self.mode == "mean":
-                pooled = ops.sum(sequence * valid, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
-            else:
-                lowest = ops.cast(-1e4 if sequence.dtype == "float16" else -1e9, sequence.dtype)
-                pooled = ops.max(ops.where(valid > 0, sequence, lowest), axis=1)
-        if self.normalize:
-            pooled = pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
-        return pooled
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], input_shape[0][-1])
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "normalize": self.normalize}
-
-
-# --- RetroMAE ---
-
-
-@_serializable
-class RetroMAEStreams(keras.layers.Layer):
-    """The two input streams of RetroMAE's enhanced decoder, before positions are added.
-
-    Inputs ``[encoder_sequence, decoder_embeddings]`` (both ``[B, L, H]``).
-    With ``h`` the encoder's first ([CLS]) state, returns
-    ``[query_base, content]``: ``query_base`` is ``h`` repeated at every
-    position (the builder adds position embeddings to make H1) and
-    ``content`` is H2 = ``[h, e_1, ..., e_{L-1}]``, the decoder embeddings
-    with position 0 replaced by ``h``.
-
-    Example:
-        >>> query_base, content = RetroMAEStreams()([sequence_output, token_embeddings])
-    """
-
-    def call(self, inputs):
-        sequence, embeddings = inputs
-        sentence = ops.cast(sequence[:, :1], embeddings.dtype)
-        query_base = ops.broadcast_to(sentence, ops.shape(embeddings))
-        content = ops.concatenate([sentence, embeddings[:, 1:]], axis=1)
-        return [query_base, content]
-
-    def compute_output_spec(self, inputs):
-        spec = keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)
-        return [spec, keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)]
-
-
-@_serializable
-class EnhancedDecoderBlock(TransformerBlock):
-    """RetroMAE's one-layer decoder with enhanced decoding (query stream over content stream).
-
-    ``call([query_stream, content_stream], attention_mask)``: queries come
-    from H1 (the sentence vector plus position embeddings), keys and values
-    from H2 (the sentence vector at position 0, then the embeddings of the
-    original tokens); ``attention_mask`` is bool ``[B, L, L]``, sampled per
-    example so that row i never sees position i and always sees position 0.
-    Otherwise a post-LayerNorm BERT layer whose residual runs on the query
-    stream; the weights have the same layout as :class:`TransformerBlock`.
-
-    Example:
-        >>> decoder = EnhancedDecoderBlock(num_heads=2, intermediate_size=128)
-        >>> hidden = decoder([query_stream, content_stream], attention_mask=mask)  # [B, L, H]
-    """
-
-    def build(self, input_shape):
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2 or not isinstance(
-            input_shape[0], (list, tuple)
-        ):
-            raise ValueError(
-                f"EnhancedDecoderBlock takes [query_stream, content_stream], got input shape {input_shape}"
-            )
-        query_shape, content_shape = input_shape
-        if query_shape[-1] != content_shape[-1]:
-            raise ValueError(
-                f"query stream {tuple(query_shape)} and content stream {tuple(content_shape)} "
-                "must have the same hidden size"
-            )
-        super().build(tuple(query_shape))
-
-    def call(self, inputs, attention_mask=None, training=None):
-        query, content = inputs
-        attended = self.attention(query, content, attention_mask=attention_mask, training=training)
-        x = self.attention_norm(query + self.dropout(attended, training=training))
-        return self.output_norm(x + self.dropout(self.feed_forward(x), training=training))
-
-    def compute_output_spec(self, inputs, attention_mask=None, **kwargs):
-        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
-
-from bert4sim.loss_layer import Loss  # noqa: E402,F401  (bert4keras kept Loss in layers)

@@ -28,7 +28,8 @@ import time
 
 import numpy as np
 
-from bert4sim.similarity import _normalize, check_int
+from bert4sim.checks import check_int
+from bert4sim.index import unit_rows
 from bert4sim.tokenizers import has_content
 
 try:
@@ -184,7 +185,7 @@ class MicroBatcher:
         for job in jobs:
             own = vectors[start : start + len(job.texts)]
             start += len(job.texts)
-            results.append(_normalize(own) if job.options.get("normalize", True) else own)
+            results.append(unit_rows(own) if job.options.get("normalize", True) else own)
         similar = [i for i, job in enumerate(jobs) if job.kind == "similar"]
         if similar:
             topn = max(jobs[i].options["topn"] for i in similar)

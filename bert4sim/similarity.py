@@ -1,283 +1,36 @@
-"""Sentence vectors, similar-sentence generation and retrieval over a persistent index.
+"""Sentence vectors, similar-sentence generation and retrieval: ``SimilarityModel``.
 
 ``SimilarityModel`` wraps a tokenizer, an encoder (any Keras model
 ``[token_ids, segment_ids] -> [batch, dim]``) and optionally a seq2seq
-model (SimBERT / RoFormer-Sim ``unilm`` MLM output) for ``gen_synonyms``.
-``VectorIndex`` keeps unit vectors and their texts for exact (numpy) or
-approximate (faiss, optional) search, saved as ``.npy`` + JSON without pickle.
+model (SimBERT / RoFormer-Sim ``unilm`` MLM output) for ``gen_synonyms``;
+``most_similar`` searches a :class:`bert4sim.index.VectorIndex`.
+
+Example:
+    >>> sim = SimilarityModel.from_checkpoint("checkpoints/simbert_demo")
+    >>> sim.gen_synonyms("信用卡怎么注销", n=50, k=5)
+    >>> sim.build_index(corpus); sim.most_similar("怎么注销信用卡", topn=3)
 """
 import hashlib
 import json
 import numbers
 import os
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from bert4sim.files import read_json
-from bert4sim.tokenizers import has_content
+from bert4sim.checkpoints import checkpoint_shapes, detect_model_type, read_config, resolve_checkpoint_path
+from bert4sim.checks import check_int, check_text, check_texts
+from bert4sim.files import atomic_folder, read_json, recover
+from bert4sim.generation import CachedDecoder
+from bert4sim.heads import Pooling
+from bert4sim.index import VectorIndex, unit_rows
+from bert4sim.models import build_transformer_model
+from bert4sim.precision import resolve_precision, set_matmul_dtype
+from bert4sim.sequences import sequence_padding
+from bert4sim.tokenizers import Tokenizer, save_vocab
 
-INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
 MODEL_META = "similarity_model.json"
-FAISS_FILE = "faiss.index"
-
-
-def _check_texts(texts, name="texts"):
-    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
-        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}] is {type(text).__name__}, not str")
-        if not has_content(text):
-            raise ValueError(f"{name}[{i}] is empty or whitespace only (control and zero-width characters "
-                             "count as empty)")
-    return texts
-
-
-def _check_text(text, name="text"):
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    if not has_content(text):
-        raise ValueError(f"{name} is empty or whitespace only (control and zero-width characters count as empty)")
-    return text
-
-
-def check_int(value, name, minimum=None, allow_none=False):
-    """``value`` as an int, or a ``TypeError`` / ``ValueError`` naming ``name``.
-
-    Example:
-        >>> check_int(5, "topn", minimum=1)
-        5
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
-def _normalize(vectors):
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
-class VectorIndex:
-    """Unit vectors + their texts, searchable by cosine (inner product).
-
-    ``backend="numpy"`` is exact (float32, or float16 storage with
-    ``dtype="float16"`` to halve memory); ``backend="faiss"`` (the ``faiss``
-    extra) is approximate: ``faiss_factory`` is a faiss index-factory string,
-    ``"HNSW32"`` (default; adds one by one) or e.g. ``"IVF4096,Flat"``
-    (trained on the first ``add``, which needs at least as many vectors as
-    lists; builds much faster over millions). ``search_breadth`` trades
-    recall for speed: HNSW ``efSearch`` / IVF ``nprobe``. ``model_id``
-    records which encoder made the vectors, so an index is not queried with
-    another model.
-
-    Example:
-        >>> index = VectorIndex(dim=768, model_id=model.model_id)
-        >>> index.add(model.encode(corpus), corpus)
-        >>> index.search(model.encode(["怎么注销信用卡"]), topn=5)
-        >>> index.save("indexes/faq"); VectorIndex.load("indexes/faq")
-    """
-
-    def __init__(self, dim, dtype="float32", backend="numpy", model_id=None, faiss_factory="HNSW32",
-                 search_breadth=None):
-        if dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-        if backend not in ("numpy", "faiss"):
-            raise ValueError(f"backend must be 'numpy' or 'faiss', got {backend!r}")
-        self.dim, self.dtype, self.backend, self.model_id = int(dim), dtype, backend, model_id
-        self.faiss_factory, self.search_breadth = faiss_factory, search_breadth
-        self.vectors = np.zeros((0, self.dim), dtype=dtype)
-        self.texts = []
-        self._faiss = None
-
-    def __len__(self):
-        return len(self.texts)
-
-    def add(self, vectors, texts):
-        """Append vectors (normalised here) and their texts.
-
-        Example:
-            >>> index.add(model.encode(["你好", "再见"]), ["你好", "再见"])
-        """
-        vectors = np.asarray(vectors, dtype="float32")
-        texts = _check_texts(texts)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
-        if len(vectors) != len(texts):
-            raise ValueError(f"{len(vectors)} vectors but {len(texts)} texts")
-        norms = np.linalg.norm(vectors, axis=1)
-        bad = ~np.isfinite(norms) | (norms == 0)
-        if bad.any():
-            raise ValueError(f"vector row {int(np.argmax(bad))} is zero or not finite: it has no direction to index")
-        vectors = _normalize(vectors)
-        if self.backend == "faiss":
-            self._faiss_index(new=vectors).add(vectors)
-        self.vectors = np.concatenate([self.vectors, vectors.astype(self.dtype)])
-        self.texts.extend(texts)
-        return self
-
-    def _faiss_index(self, new=None):
-        """The faiss index over the stored vectors (built on first use; trained on them + ``new``)."""
-        if self._faiss is None:
-            try:
-                import faiss
-            except ImportError:
-                raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (extra 'faiss')") from None
-            try:
-                index = faiss.index_factory(self.dim, self.faiss_factory, faiss.METRIC_INNER_PRODUCT)
-            except RuntimeError as error:
-                raise ValueError(f"faiss_factory {self.faiss_factory!r} is not a faiss index-factory string") from error
-            stored = self.vectors.astype("float32")
-            if not index.is_trained:
-                sample = stored if new is None else np.concatenate([stored, new])
-                lists = faiss.extract_index_ivf(index).nlist if "IVF" in self.faiss_factory else 1
-                if len(sample) < lists:
-                    raise ValueError(f"faiss index {self.faiss_factory!r} trains on the first add and needs at "
-                                     f"least {lists} vectors, got {len(sample)}; add more at once or use 'HNSW32'")
-                index.train(sample)
-            if len(stored):
-                index.add(stored)
-            self._faiss = index
-            self._set_breadth()
-        return self._faiss
-
-    def _set_breadth(self):
-        import faiss
-
-        if self._faiss is None:
-            return
-        if hasattr(self._faiss, "hnsw"):
-            self._faiss.hnsw.efSearch = self.search_breadth or 128
-        elif "IVF" in self.faiss_factory:
-            faiss.extract_index_ivf(self._faiss).nprobe = self.search_breadth or 32
-
-    def search(self, queries, topn=10, chunk_size=65536):
-        """``(scores, indices)`` of the ``topn`` nearest vectors for each query row."""
-        queries = _normalize(np.atleast_2d(np.asarray(queries, dtype="float32")))
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index holds {self.dim}")
-        if len(self) == 0:
-            raise ValueError("the index is empty: add texts first")
-        topn = min(check_int(topn, "topn", 1), len(self))
-        if self.backend == "faiss":
-            index = self._faiss_index()
-            self._set_breadth()
-            scores, indices = index.search(queries, topn)
-            return scores, indices
-        best_scores = np.full((len(queries), 0), -np.inf, dtype="float32")
-        best_indices = np.zeros((len(queries), 0), dtype="int64")
-        for start in range(0, len(self), chunk_size):
-            block = self.vectors[start : start + chunk_size]
-            scores = queries @ block.T.astype("float32", copy=False)
-            k = min(topn, scores.shape[1])
-            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            best_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], 1)
-            best_indices = np.concatenate([best_indices, part + start], 1)
-            if best_scores.shape[1] > topn:
-                keep = np.argpartition(-best_scores, topn - 1, axis=1)[:, :topn]
-                best_scores = np.take_along_axis(best_scores, keep, 1)
-                best_indices = np.take_along_axis(best_indices, keep, 1)
-        order = np.argsort(-best_scores, axis=1, kind="stable")
-        return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_indices, order, 1)
-
-    def save(self, directory):
-        """Write ``vectors.npy``, ``texts.json``, ``meta.json`` [+ ``faiss.index``] into ``directory``.
-
-        The save is atomic (:mod:`bert4sim.files`): a crash leaves the old
-        or the new index. A folder holding files bert4sim did not write is
-        refused (``FileExistsError``), as is a path naming a file. A built
-        faiss index is written in faiss's own binary format, so loading does
-        not rebuild it.
-
-        Example:
-            >>> index.save("indexes/faq")
-        """
-        from bert4sim.files import atomic_folder
-
-        with atomic_folder(directory, "vector-index") as staging:
-            self._write(staging)
-        return directory
-
-    def _write(self, folder):
-        np.save(os.path.join(folder, "vectors.npy"), self.vectors, allow_pickle=False)
-        with open(os.path.join(folder, "texts.json"), "w", encoding="utf-8") as f:
-            json.dump(self.texts, f, ensure_ascii=False)
-        meta = {"dim": self.dim, "dtype": self.dtype, "backend": self.backend, "model_id": self.model_id,
-                "count": len(self), "faiss_factory": self.faiss_factory, "search_breadth": self.search_breadth,
-                "format": "bert4sim-vector-index-1"}
-        if self._faiss is not None:
-            import faiss
-
-            faiss.write_index(self._faiss, os.path.join(folder, FAISS_FILE))
-        with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-
-    @classmethod
-    def load(cls, directory, backend=None):
-        """Read an index written by :meth:`save`; ``backend`` overrides the saved one.
-
-        Everything is checked: the JSON files parse (errors name the file),
-        vectors are finite unit rows of the recorded shape, texts are
-        strings, one per vector.
-
-        Example:
-            >>> index = VectorIndex.load("indexes/faq")
-        """
-        from bert4sim.files import recover
-
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"index folder not found: {directory}")
-        recover(directory)
-        for name in INDEX_FILES:
-            if not os.path.isfile(os.path.join(directory, name)):
-                raise FileNotFoundError(f"{os.path.join(directory, name)} not found: not a bert4sim index folder")
-        meta_path = os.path.join(directory, "meta.json")
-        meta = read_json(meta_path, dict)
-        for key, kind in (("dim", int), ("count", int), ("dtype", str), ("backend", str)):
-            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-                raise ValueError(f"{meta_path}: key {key!r} must be {kind.__name__}, got {meta.get(key)!r}")
-        vectors_path = os.path.join(directory, "vectors.npy")
-        try:
-            vectors = np.load(vectors_path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError(f"{vectors_path} is not a readable .npy array ({error})") from None
-        texts_path = os.path.join(directory, "texts.json")
-        texts = read_json(texts_path, list)
-        if vectors.shape != (meta["count"], meta["dim"]) or len(texts) != meta["count"]:
-            raise ValueError(f"index {directory} is inconsistent: {vectors.shape} vectors, {len(texts)} texts, "
-                             f"meta says {meta['count']} x {meta['dim']}")
-        if vectors.dtype.name != meta["dtype"]:
-            raise ValueError(f"{vectors_path} holds {vectors.dtype.name} vectors, {meta_path} says {meta['dtype']}")
-        bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
-        if bad:
-            raise ValueError(f"{texts_path}: entry {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
-        rows = vectors.astype("float32", copy=False)  # no second copy of a float32 index
-        finite = np.isfinite(rows).all(axis=1)
-        if not finite.all():
-            raise ValueError(f"{vectors_path}: row {int(np.argmin(finite))} holds NaN or infinity")
-        norms = np.linalg.norm(rows, axis=1)
-        off = np.abs(norms - 1) > (1e-2 if meta["dtype"] == "float16" else 1e-4)
-        if off.any():
-            row = int(np.argmax(off))
-            raise ValueError(f"{vectors_path}: row {row} has norm {norms[row]:.4g}, an index holds unit vectors")
-        index = cls(meta["dim"], meta["dtype"], backend or meta["backend"], meta.get("model_id"),
-                    meta.get("faiss_factory", "HNSW32"), meta.get("search_breadth"))
-        index.vectors, index.texts = vectors, list(texts)
-        faiss_path = os.path.join(directory, FAISS_FILE)
-        if index.backend == "faiss" and os.path.isfile(faiss_path):
-            import faiss
-
-            stored = faiss.read_index(faiss_path)
-            if stored.ntotal != len(index) or stored.d != index.dim:
-                raise ValueError(f"{faiss_path} holds {stored.ntotal} x {stored.d} vectors, the index "
-                                 f"{len(index)} x {index.dim}")
-            index._faiss = stored
-        return index
 
 
 def _find_layer(model, name):
@@ -337,10 +90,8 @@ class SimilarityModel:
     runs the matrix products of the encoder's bert4sim layers in bfloat16
     and the rest in float32 (1.6-1.8x faster encoding on CPUs with AMX and on
     an AMD EPYC with AVX-512 BF16, 0.6x on an Intel Xeon without AMX; cosine
-    to the float32 vectors ~0.9999; a bfloat16 copy of each kernel is kept
-    and refreshed once per ``encode`` call, :class:`bert4sim.layers.CastKernels`):
-    it switches those layers in place
-    (:func:`bert4sim.layers.set_matmul_dtype`), so a ``seq2seq`` model
+    to the float32 vectors ~0.9999): it switches those layers in place
+    (:func:`bert4sim.precision.set_matmul_dtype`), so a ``seq2seq`` model
     sharing them generates with bfloat16 products too. ``"float32"``
     switches them back to float32. ``"auto"`` (the default) is bfloat16
     only where it is faster on this machine
@@ -360,10 +111,6 @@ class SimilarityModel:
     """
 
     def __init__(self, tokenizer, encoder, seq2seq=None, maxlen=64, model_id=None, precision="auto"):
-        import tensorflow as tf
-
-        from bert4sim.precision import resolve_precision
-
         maxlen = check_int(maxlen, "maxlen", 2)
         positions = position_limit(encoder)
         if positions is not None and maxlen > positions:
@@ -373,22 +120,13 @@ class SimilarityModel:
         self.requested_precision = precision
         self.precision = precision = resolve_precision(precision)
         self.index = None
-        from bert4sim.layers import CastKernels, set_matmul_dtype
-
         if not set_matmul_dtype(encoder, precision) and precision != "float32":
             if self.requested_precision == "auto":  # nothing to switch: float32 is all it can run
                 self.precision = "float32"
             else:
                 raise ValueError(f"precision={precision!r} needs an encoder made of bert4sim layers; "
                                  f"{encoder.name!r} has none with a matmul_dtype option")
-        # bfloat16 products: the kernels are cast once per encode() call, not once per batch.
-        self._kernels = CastKernels(encoder)
-
-        def run(ids, segs):
-            with self._kernels.active():
-                return encoder([ids, segs], training=False)
-
-        self._run = tf.function(run, reduce_retracing=True)
+        self._run = tf.function(lambda ids, segs: encoder([ids, segs], training=False), reduce_retracing=True)
         self._decoder = None
 
     # -- vectors ---------------------------------------------------------------------
@@ -401,18 +139,12 @@ class SimilarityModel:
         Example:
             >>> vectors = sim.encode(["你好", "今天天气不错"], batch_size=32)   # (2, dim)
         """
-        import keras
-        import tensorflow as tf
-
-        from bert4sim.snippets import sequence_padding
-
         single = isinstance(texts, str)
-        texts = [_check_text(texts)] if single else _check_texts(texts)
+        texts = [check_text(texts)] if single else check_texts(texts)
         if not texts:
             raise ValueError("texts is empty")
         batch_size = check_int(batch_size, "batch_size", 1)
         encoded = [self.tokenizer.encode(text, maxlen=self.maxlen) for text in texts]
-        self._kernels.refresh()  # the encoder's current weights, cast once for this call
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
         show = show_progress if show_progress is not None else len(texts) >= 10000
         progress = keras.utils.Progbar(len(texts), verbose=1 if show else 0, unit_name="sentence")
@@ -428,7 +160,7 @@ class SimilarityModel:
             outputs[rows] = vectors
             progress.add(len(rows))
         if normalize:
-            outputs = _normalize(outputs)
+            outputs = unit_rows(outputs)
         return outputs[0] if single else outputs
 
     # -- generation --------------------------------------------------------------------
@@ -441,9 +173,7 @@ class SimilarityModel:
         Example:
             >>> sim.gen_synonyms("微信和支付宝哪个好", n=100, k=10)
         """
-        from bert4sim.generation import CachedDecoder
-
-        text = _check_text(text)
+        text = check_text(text)
         if self.seq2seq is None:
             raise ValueError("this SimilarityModel has no seq2seq model: gen_synonyms needs one (SimBERT / RoFormer-Sim)")
         n = check_int(n, "n", 1)
@@ -487,7 +217,7 @@ class SimilarityModel:
             >>> sim.build_index(["怎么注销信用卡", "信用卡额度怎么提高"])
             >>> sim.build_index(big_corpus, backend="faiss", faiss_factory="IVF4096,Flat")
         """
-        corpus = _check_texts(corpus, "corpus")
+        corpus = check_texts(corpus, "corpus")
         if not corpus:
             raise ValueError("corpus is empty")
         vectors = self.encode(corpus, batch_size=batch_size, show_progress=show_progress)
@@ -503,7 +233,7 @@ class SimilarityModel:
         """
         if self.index is None:
             return self.build_index(texts, batch_size)
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         self.index.add(self.encode(texts, batch_size=batch_size), texts)
         return self.index
 
@@ -524,7 +254,7 @@ class SimilarityModel:
             >>> sim.most_similar("信用卡如何注销", topn=3)
             [('信用卡怎么注销', 0.97), ...]
         """
-        text = _check_text(text)
+        text = check_text(text)
         if self.index is None:
             raise ValueError("no index: call build_index(corpus) or use_index(VectorIndex.load(dir)) first")
         scores, indices = self.index.search(self.encode([text]), topn)
@@ -541,9 +271,6 @@ class SimilarityModel:
         Example:
             >>> sim.save("models/faq"); sim = SimilarityModel.load("models/faq")
         """
-        from bert4sim.files import atomic_folder
-        from bert4sim.tokenizers import save_vocab
-
         with atomic_folder(directory, "similarity-model") as staging:
             self.encoder.save(os.path.join(staging, "encoder.keras"))
             if self.seq2seq is not None:
@@ -560,12 +287,11 @@ class SimilarityModel:
 
     @classmethod
     def load(cls, directory):
-        """Load a folder written by :meth:`save` (or a Google checkpoint folder, see from_checkpoint)."""
-        import keras
+        """Load a folder written by :meth:`save` (or a Google checkpoint folder, see from_checkpoint).
 
-        from bert4sim.files import recover
-        from bert4sim.tokenizers import Tokenizer
-
+        Example:
+            >>> sim = SimilarityModel.load("models/faq")
+        """
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"model folder not found: {directory}")
         recover(directory)
@@ -578,8 +304,6 @@ class SimilarityModel:
         for key in ("maxlen", "do_lower_case", "model_id"):
             if key not in meta:
                 raise ValueError(f"{meta_path} lacks key {key!r}")
-        import bert4sim.layers  # noqa: F401  (registers the serializable layers)
-
         models = {}
         for name in ("encoder", "seq2seq"):
             path = os.path.join(directory, f"{name}.keras")
@@ -609,7 +333,7 @@ class SimilarityModel:
         ``'cls'``, ``'mean'`` or ``'max'``. ``with_seq2seq`` (default: when the
         checkpoint has an MLM head) adds the UniLM generator. ``model``
         (``'bert'`` / ``'roformer'``) is read from the folder when not given
-        (:func:`bert4sim.models.detect_model_type`). ``maxlen`` defaults to
+        (:func:`bert4sim.checkpoints.detect_model_type`). ``maxlen`` defaults to
         64, or the model's position count when smaller. ``precision``: see
         the class docstring.
 
@@ -617,21 +341,11 @@ class SimilarityModel:
             >>> sim = SimilarityModel.from_checkpoint("checkpoints/chinese_simbert_L-12_H-768_A-12")
             >>> minilm = SimilarityModel.from_checkpoint("checkpoints/all-MiniLM-L6-v2", pooling="mean")
         """
-        import keras
-        import tensorflow as tf
-
-        from bert4sim.layers import Pooling
-        from bert4sim.models import build_transformer_model, detect_model_type, read_config, resolve_checkpoint_path
-        from bert4sim.tokenizers import Tokenizer
-
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"checkpoint folder not found: {directory}")
         config_path = os.path.join(directory, "bert_config.json")
         checkpoint = resolve_checkpoint_path(directory)
-        try:
-            names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-        except (tf.errors.OpError, ValueError, IndexError) as error:
-            raise ValueError(f"checkpoint {checkpoint}.index is damaged ({str(error).strip()[:200]})") from None
+        names = checkpoint_shapes(checkpoint)
         config = read_config(config_path)
         model = model or detect_model_type(names, config)
         if maxlen is None:
@@ -669,15 +383,20 @@ def _load_cached(model_dir):
 
 
 def gen_synonyms(text, model_dir, n=100, k=20, **kwargs):
-    """Shell helper: ``gen_synonyms("信用卡怎么注销", "checkpoints/simbert_demo")``.
+    """Shell helper: the model folder is loaded once per process.
 
-    The model folder is loaded once per process.
+    Example:
+        >>> gen_synonyms("信用卡怎么注销", "checkpoints/simbert_demo/similarity_model", n=50, k=5)
     """
     return _load_cached(model_dir).gen_synonyms(text, n=n, k=k, **kwargs)
 
 
 def most_similar(text, model_dir, index_dir=None, topn=10):
-    """Shell helper: ``most_similar("怎么注销信用卡", "models/faq", "indexes/faq")``."""
+    """Shell helper: ``most_similar("怎么注销信用卡", "models/faq", "indexes/faq")``.
+
+    Example:
+        >>> most_similar("怎么注销信用卡", "checkpoints/simbert_demo/similarity_model", topn=3)
+    """
     model = _load_cached(model_dir)
     if index_dir is not None:
         model.use_index(VectorIndex.load(index_dir))

@@ -1,8 +1,20 @@
-"""bert4keras-compatible helpers: padding, truncation, batching, text splitting, ``open``, ``to_array``."""
+"""bert4keras's ``snippets``: padding, truncation, batching, text splitting, ``open``, ``to_array``.
+
+A thin namespace over bert4sim's own modules (``bert4sim.sequences``,
+``bert4sim.data``, ``bert4sim.decoder``) plus the few helpers only bert4keras
+scripts use. No bert4sim module imports this one.
+
+Example:
+    >>> from bert4sim.snippets import sequence_padding, DataGenerator, AutoRegressiveDecoder
+"""
 import builtins
 import types
 
 import numpy as np
+
+from bert4sim.data import batches_to_dataset, samples_to_dataset
+from bert4sim.decoder import AutoRegressiveDecoder  # noqa: F401  (bert4keras kept it in snippets)
+from bert4sim.sequences import sequence_padding, text_segmentate, truncate_sequences  # noqa: F401
 
 # bert4keras's "from bert4keras.snippets import uniout" printed unicode lists on Python 2; a no-op here.
 uniout = types.ModuleType("uniout", "No-op on Python 3 (bert4keras imported it for Python 2 printing).")
@@ -97,86 +109,6 @@ class IndexedFile:
         self.close()
 
 
-def sequence_padding(inputs, length=None, value=0, seq_dims=1, mode="post"):
-    """Pad (or cut) a list of sequences to one length; returns a numpy array.
-
-    ``length`` defaults to the longest; ``mode`` is ``'post'`` or ``'pre'``;
-    ``seq_dims`` pads that many leading dimensions.
-
-    Example:
-        >>> sequence_padding([[1, 2, 3], [4]])
-        array([[1, 2, 3],
-               [4, 0, 0]])
-    """
-    if len(inputs) == 0:
-        raise ValueError("sequence_padding needs at least one sequence")
-    if length is None:
-        length = np.max([np.shape(x)[:seq_dims] for x in inputs], axis=0)
-    elif not hasattr(length, "__getitem__"):
-        length = [length]
-    if mode not in ("post", "pre"):
-        raise ValueError(f'mode must be "post" or "pre", got {mode!r}')
-    slices = tuple(np.s_[: length[i]] for i in range(seq_dims))
-    slices = slices if len(slices) > 1 else slices[0]
-    outputs = []
-    for x in inputs:
-        x = np.asarray(x)[slices]
-        pad_width = [(0, 0)] * np.ndim(x)
-        for i in range(seq_dims):
-            missing = length[i] - np.shape(x)[i]
-            pad_width[i] = (0, missing) if mode == "post" else (missing, 0)
-        outputs.append(np.pad(x, pad_width, "constant", constant_values=value))
-    return np.array(outputs)
-
-
-def truncate_sequences(maxlen, indices, *sequences):
-    """Shorten lists in place until their total length is at most ``maxlen``.
-
-    Each round pops from the currently longest list (the first on ties), at
-    position ``indices`` (one index for all, or one per list); bert4keras
-    uses ``-2`` to keep a final ``[SEP]``. Empty / None lists are ignored.
-
-    Example:
-        >>> a, b = [1, 2, 3, 9], [4, 5, 9]
-        >>> truncate_sequences(5, -2, a, b)
-        [[1, 9], [4, 5, 9]]
-    """
-    sequences = [s for s in sequences if s]
-    if not isinstance(indices, (list, tuple)):
-        indices = [indices] * len(sequences)
-    while True:
-        lengths = [len(s) for s in sequences]
-        if sum(lengths) <= maxlen:
-            return sequences
-        i = int(np.argmax(lengths))
-        sequences[i].pop(indices[i])
-
-
-def text_segmentate(text, maxlen, seps="\n", strips=None):
-    """Split ``text`` recursively at ``seps`` (in order) into pieces of at most ``maxlen`` chars.
-
-    ``strips`` are characters removed from both ends of each piece.
-
-    Example:
-        >>> text_segmentate("你好。今天天气不错，出去走走吧。", 8, "。，")
-        ['你好。', '今天天气不错，', '出去走走吧。']
-    """
-    text = text.strip().strip(strips)
-    if not seps or len(text) <= maxlen:
-        return [text]
-    separator, finer = seps[0], seps[1:]
-    pieces = text.split(separator)
-    result, buffer = [], ""
-    for index, piece in enumerate(pieces):
-        if buffer and piece and len(buffer) + len(piece) > maxlen - 1:
-            result += text_segmentate(buffer, maxlen, finer, strips)
-            buffer = ""
-        buffer += piece if index == len(pieces) - 1 else piece + separator
-    if buffer:
-        result += text_segmentate(buffer, maxlen, finer, strips)
-    return result
-
-
 class DataGenerator:
     """bert4keras's batch generator base: subclass and write ``__iter__``.
 
@@ -256,8 +188,6 @@ class DataGenerator:
         Example:
             >>> model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=10)
         """
-        from bert4sim.data import batches_to_dataset
-
         return batches_to_dataset(lambda: self._endless(random))
 
     def fortest(self, random=False):
@@ -266,8 +196,6 @@ class DataGenerator:
         Example:
             >>> model.predict(test_generator.fortest(), steps=len(test_generator))
         """
-        from bert4sim.data import batches_to_dataset
-
         return batches_to_dataset(lambda: (batch[0] for batch in self._endless(random)), inputs_only=True)
 
     def to_dataset(self, types, shapes, names=None, padded_batch=False):
@@ -282,20 +210,7 @@ class DataGenerator:
             >>> dataset = generator.to_dataset(types=("float32", "float32"), shapes=([None], [None]),
             ...                                names=("Input-Token", "Input-Segment"), padded_batch=True)
         """
-        from bert4sim.data import samples_to_dataset
-
         return samples_to_dataset(lambda: self._endless(True), types, shapes, self.batch_size, names, padded_batch)
 
 
 _END = object()  # sentinel for DataGenerator's look-ahead over a plain iterator
-
-# ---- end of the data helpers; AutoRegressiveDecoder (adapter over generation.py) goes below ----
-
-
-def __getattr__(name):
-    # bert4keras kept AutoRegressiveDecoder in snippets; it lives in generation.py here.
-    if name == "AutoRegressiveDecoder":
-        from bert4sim.generation import AutoRegressiveDecoder
-
-        return AutoRegressiveDecoder
-    raise AttributeError(f"module 'bert4sim.snippets' has no attribute {name!r}")

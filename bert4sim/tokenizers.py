@@ -11,7 +11,7 @@ import unicodedata
 from collections import Counter
 
 from bert4sim.files import read_lines
-from bert4sim.snippets import truncate_sequences
+from bert4sim.sequences import truncate_sequences
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 REQUIRED_TOKENS = ("[CLS]", "[SEP]", "[UNK]")

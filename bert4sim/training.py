@@ -1,12 +1,14 @@
-"""Training set-up: tf.distribute strategy, optimizer + schedule, mixed precision, callbacks.
+"""Training set-up: tf.distribute strategy, optimizer + schedule, callbacks, exact resume.
+
+The precision of training is :func:`bert4sim.precision.set_precision`'s.
 
 Example:
     >>> strategy = get_strategy()
     >>> with strategy.scope():
-    ...     trainer = SimBERTTrainer(build_transformer_model(..., return_keras_model=False))
-    ...     trainer.compile(optimizer=make_optimizer(1e-5, total_steps=1000))
-    >>> trainer.fit(dataset, steps_per_epoch=100, epochs=10,
-    ...             callbacks=training_callbacks("runs/simbert", backup_every=50))
+    ...     model = simbert_training_model(build_transformer_model(..., return_keras_model=False))
+    ...     model.compile(optimizer=make_optimizer(1e-5, total_steps=1000))
+    >>> model.fit(dataset, steps_per_epoch=100, epochs=10,
+    ...           callbacks=training_callbacks("runs/simbert", backup_every=50))
 """
 import json
 import os
@@ -69,32 +71,49 @@ def get_strategy():
             raise RuntimeError("TF_CONFIG asks for multi-worker training, but TensorFlow already ran an op in this "
                                "process: call get_strategy() before building models or creating tensors") from None
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """``MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` gives it.
+class _FitReduce:
+    """``reduce`` that takes what Keras 3's ``fit`` gives it (mixed into the strategies below).
 
-    ``fit`` reduces the first batch (a tuple of per-replica tensors) to learn
-    its shapes, and each step's logs (per-replica scalars) with ``axis=0``;
-    TensorFlow's multi-worker ``reduce`` takes neither a structure nor a
-    scalar with an axis, so ``fit`` fails (keras-team/keras#20585). Here a
-    structure is reduced value by value (every worker runs the same
-    reductions in the same order, as collectives need) and a scalar is
-    reduced across replicas only. Everything else is TensorFlow's.
-
-    Example:
-        >>> strategy = MultiWorkerStrategy()   # what get_strategy() returns when TF_CONFIG names 2+ workers
+    ``fit`` reduces the first batch (a structure of per-replica tensors) to
+    build the model symbolically, and each step's logs (per-replica scalars)
+    with ``axis=0``. TensorFlow's multi-worker ``reduce`` takes neither a
+    structure nor a scalar with an axis (keras-team/keras#20585), and no
+    strategy can sum a bool tensor (a bool input, such as RetroMAE's decoder
+    mask, stops ``fit`` on its first batch). Here a structure is reduced
+    value by value (every worker runs the same reductions in the same order,
+    as collectives need), a scalar across replicas only, and a bool tensor —
+    which Keras only reads for its shape and dtype — is the first replica's.
     """
 
     def reduce(self, reduce_op, value, axis):
         def reduce_one(one):
             local = self.experimental_local_results(one)[0]
+            if getattr(local, "dtype", None) == tf.bool:
+                return local
             scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
-            return super(MultiWorkerStrategy, self).reduce(reduce_op, one, None if scalar else axis)
+            return super(_FitReduce, self).reduce(reduce_op, one, None if scalar else axis)
 
         return tf.nest.map_structure(reduce_one, value)
+
+
+class MirroredStrategy(_FitReduce, tf.distribute.MirroredStrategy):
+    """TensorFlow's ``MirroredStrategy`` (several GPUs of one machine) that ``fit`` can reduce bool inputs of.
+
+    Example:
+        >>> strategy = MirroredStrategy(["/gpu:0", "/gpu:1"])   # what get_strategy() returns with 2+ GPUs
+    """
+
+
+class MultiWorkerStrategy(_FitReduce, tf.distribute.MultiWorkerMirroredStrategy):
+    """TensorFlow's ``MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` gives it.
+
+    Example:
+        >>> strategy = MultiWorkerStrategy()   # what get_strategy() returns when TF_CONFIG names 2+ workers
+    """
 
 
 def replica_batch_size(global_batch_size, strategy=None, multiple=2):
@@ -115,33 +134,6 @@ def replica_batch_size(global_batch_size, strategy=None, multiple=2):
         raise ValueError(f"global batch size {global_batch_size} must split into {replicas} replica batch(es) "
                          f"of a positive multiple of {multiple} rows (paired rows must stay together)")
     return per_replica
-
-
-def set_precision(policy=None):
-    """Set the training precision; returns the ``matmul_dtype`` to build the model with.
-
-    ``None``/``'float32'``; ``'bfloat16'``: matrix products in bfloat16,
-    everything else (weights, activations, LayerNorm, softmax, losses) in
-    float32 — the fast choice on CPUs with AMX, where Keras's mixed
-    policies lose time to bfloat16 elementwise work; ``'auto'``: bfloat16
-    products where they are faster on this machine, else float32
-    (:func:`bert4sim.precision.auto_precision`); ``'mixed_bfloat16'`` /
-    ``'mixed_float16'``: Keras's global mixed-precision policy (GPUs). Call
-    before building the model. Losses are computed in float32.
-
-    Example:
-        >>> matmul_dtype = set_precision("bfloat16")   # 'bfloat16'; the Keras policy stays float32
-        >>> bert = build_transformer_model(..., matmul_dtype=matmul_dtype)
-    """
-    allowed = (None, "auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16")
-    if policy not in allowed:
-        raise ValueError(f"precision policy must be one of {allowed}, got {policy!r}")
-    if policy == "auto":
-        from bert4sim.precision import auto_precision
-
-        policy = auto_precision()
-    keras.mixed_precision.set_global_policy("float32" if policy in (None, "bfloat16") else policy)
-    return "bfloat16" if policy == "bfloat16" else None
 
 
 @keras.saving.register_keras_serializable(package="bert4sim")
@@ -253,7 +245,7 @@ class StopAtStep(keras.callbacks.Callback):
     step-based learning-rate schedule) as one that never stopped.
 
     Example:
-        >>> trainer.fit(dataset, epochs=10, steps_per_epoch=100, callbacks=[backup, StopAtStep()])
+        >>> model.fit(dataset, epochs=10, steps_per_epoch=100, callbacks=[backup, StopAtStep()])
     """
 
     def __init__(self, steps=None):
@@ -324,7 +316,7 @@ class ExactResume(keras.callbacks.Callback):
         >>> resume = ExactResume()
         >>> dataset = to_dataset(lambda step: simbert_batches(groups, tokenizer, 32, start_step=step),
         ...                      start_step=resume.start_step)
-        >>> trainer.fit(dataset, epochs=3, steps_per_epoch=100,
+        >>> model.fit(dataset, epochs=3, steps_per_epoch=100,
         ...             callbacks=training_callbacks("runs/simbert", backup_every=50, resume=resume))
     """
 
@@ -368,7 +360,7 @@ def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_ever
     logs in ``OUTPUT/logs/``.
 
     Example:
-        >>> trainer.fit(dataset, epochs=5, steps_per_epoch=1000,
+        >>> model.fit(dataset, epochs=5, steps_per_epoch=1000,
         ...             callbacks=training_callbacks("runs/simbert", backup_every=200, resume=resume))
     """
     if backup_every is not None and (not isinstance(backup_every, int) or backup_every < 1):

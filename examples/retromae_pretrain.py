@@ -83,11 +83,11 @@ def pretrain(args):
     """Pre-train; returns ``(retromae, tokenizer, history)``."""
     import keras
 
-    from bert4sim.data import (RetroMAECollator, pack_sentences, read_passages, retromae_batches,
-                               retromae_dataset)
-    from bert4sim.losses import retromae_training_model
-    from bert4sim.models import build_retromae_model
-    from bert4sim.training import ExactResume, get_strategy, make_optimizer, set_precision, training_callbacks
+    from bert4sim.data import pack_sentences, read_passages
+    from bert4sim.precision import set_precision
+    from bert4sim.retromae import (RetroMAECollator, build_retromae_model, retromae_batches, retromae_dataset,
+                                   retromae_training_model)
+    from bert4sim.training import ExactResume, get_strategy, make_optimizer, training_callbacks
 
     strategy = get_strategy()  # first: a multi-worker strategy must start before any TensorFlow op
     keras.utils.set_random_seed(args.seed)
@@ -118,8 +118,7 @@ def pretrain(args):
     print(f"{len(texts)} texts of at most {args.maxlen} tokens; {steps} steps x {args.epochs} epochs")
     resume = ExactResume()  # step-indexed batches: a resumed run reads what the killed one would have read next
     dataset = retromae_dataset(lambda step: retromae_batches(texts, collator, args.batch_size, seed=args.seed,
-                                                             start_step=step), start_step=resume.start_step,
-                               labels_as_inputs=True)
+                                                             start_step=step), start_step=resume.start_step)
     os.makedirs(args.output, exist_ok=True)
     history = model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
                         callbacks=training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
@@ -132,7 +131,7 @@ def save_encoder(args, retromae, tokenizer):
     import numpy as np
 
     from bert4sim.models import build_transformer_model
-    from bert4sim.snippets import sequence_padding
+    from bert4sim.sequences import sequence_padding
     from bert4sim.tokenizers import save_vocab
 
     folder = os.path.join(args.output, "encoder")
@@ -164,10 +163,10 @@ def finetune_and_evaluate(args, tokenizer, checkpoint_dir=None):
     import numpy as np
 
     from bert4sim.evaluation import evaluate_sts
-    from bert4sim.losses import SentenceBERTTrainer
-    from bert4sim.models import build_sentence_encoder, build_transformer_model
+    from bert4sim.models import build_transformer_model
+    from bert4sim.sbert import build_sentence_encoder, sbert_training_model
+    from bert4sim.sequences import sequence_padding
     from bert4sim.similarity import SimilarityModel
-    from bert4sim.snippets import sequence_padding
     from bert4sim.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
@@ -191,13 +190,13 @@ def finetune_and_evaluate(args, tokenizer, checkpoint_dir=None):
                 rows = order[start:start + batch_size]
                 a = sequence_padding([first[i] for i in rows]).astype("int32")
                 b = sequence_padding([second[i] for i in rows]).astype("int32")
-                yield (a, np.zeros_like(a), b, np.zeros_like(b)), scores[rows].astype("float32")
+                yield (a, np.zeros_like(a), b, np.zeros_like(b), scores[rows].astype("float32")),
 
     import tensorflow as tf
 
     ids = tf.TensorSpec((None, None), tf.int32)
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=((ids,) * 4, tf.TensorSpec((None,), tf.float32)))
-    trainer = SentenceBERTTrainer(encoder, "cosent")
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=((ids,) * 4 + (tf.TensorSpec((None,), tf.float32),),))
+    trainer = sbert_training_model(encoder, "cosent")  # inputs: the two texts' arrays, then the scores
     trainer.compile(optimizer=make_optimizer(1e-3, total_steps=steps * args.finetune_epochs, warmup_ratio=0.1,
                                              global_clipnorm=args.clip_norm or None))
     trainer.fit(dataset, epochs=args.finetune_epochs, steps_per_epoch=steps, verbose=0, shuffle=False)

@@ -81,7 +81,7 @@ def load_teacher(args):
 
 
 def student_tokenizer(args, groups):
-    from bert4sim.data import jieba_words
+    from bert4sim.roformer_sim import jieba_words
     from bert4sim.tokenizers import Tokenizer, build_vocab, load_vocab
 
     if args.word_level and not args.config:
@@ -93,7 +93,7 @@ def student_tokenizer(args, groups):
 
 def teacher_batches(batches, teacher_tokenizer, maxlen):
     """Add the teacher's inputs (the clean source sentences) to each student batch."""
-    from bert4sim.snippets import sequence_padding
+    from bert4sim.sequences import sequence_padding
 
     for token_ids, segment_ids, sources in batches:
         encoded = [teacher_tokenizer.encode(text, maxlen=maxlen) for text in sources]
@@ -104,10 +104,10 @@ def teacher_batches(batches, teacher_tokenizer, maxlen):
 def main(argv=None):
     import keras
 
-    from bert4sim.data import (mine_similar_pairs, noisy_source, parse_ratio, read_passages, read_synonym_groups,
-                               simbert_batches, to_dataset)
-    from bert4sim.losses import simbert_training_model
+    from bert4sim.data import parse_ratio, read_passages, to_dataset
     from bert4sim.models import build_transformer_model, save_checkpoint
+    from bert4sim.roformer_sim import mine_similar_pairs, noisy_source
+    from bert4sim.simbert import read_synonym_groups, simbert_batches, simbert_training_model
     from bert4sim.similarity import SimilarityModel
     from bert4sim.training import ExactResume, make_optimizer, training_callbacks
 

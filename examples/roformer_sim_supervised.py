@@ -81,7 +81,7 @@ def split_threshold(spec):
 
 def read_sources(args):
     """(similarity pairs, NLI pairs) of the training files."""
-    from bert4sim.data import read_labelled_pairs, read_nli_pairs
+    from bert4sim.roformer_sim import read_labelled_pairs, read_nli_pairs
 
     pairs = [p for spec in args.pairs or [] for p in read_labelled_pairs(*split_threshold(spec))]
     nli = [p for path in args.nli or [] for p in read_nli_pairs(path)]
@@ -90,7 +90,8 @@ def read_sources(args):
 
 def build_encoder(args, tokenizer):
     """The builder and its pooler encoder: a checkpoint's (``--init``) or a tiny random RoFormer."""
-    from bert4sim.models import build_sentence_encoder, build_transformer_model
+    from bert4sim.models import build_transformer_model
+    from bert4sim.sbert import build_sentence_encoder
 
     if args.init:
         bert = build_transformer_model(os.path.join(args.init, "bert_config.json"), args.init, model="roformer",
@@ -107,9 +108,8 @@ def evaluate(trainer, sim, tokenizer, args, held_apart):
     """Accuracy of the 5-way head on the held-apart pairs and NLI rows; STS Spearman of the vectors."""
     import numpy as np
 
-    from bert4sim.data import labelled_pair_batches
     from bert4sim.evaluation import evaluate_sts
-    from bert4sim.losses import task_masked_predictions
+    from bert4sim.roformer_sim import labelled_pair_batches, task_masked_predictions
 
     results = {}
     for name, examples in (("pairs_accuracy", held_apart["pairs"]), ("nli_accuracy", held_apart["nli"])):
@@ -117,7 +117,7 @@ def evaluate(trainer, sim, tokenizer, args, held_apart):
             continue
         correct = 0
         for (token_ids, segment_ids), labels in labelled_pair_batches(iter(examples), tokenizer, 64, args.maxlen):
-            logits = trainer.predict_on_batch([token_ids, segment_ids])
+            logits = trainer.predict_on_batch([token_ids, segment_ids, labels])  # the logits; labels feed the loss
             correct += int(np.sum(task_masked_predictions(labels, logits) == labels))
         results[name] = correct / len(examples)
     if held_apart["sts"]:
@@ -132,11 +132,10 @@ def report(when, results):
 def main(argv=None):
     import keras
 
-    from bert4sim.data import (interleave, labelled_pair_batches, parse_ratio, read_labelled_pairs,
-                               read_nli_pairs)
+    from bert4sim.data import interleave, parse_ratio
     from bert4sim.evaluation import read_scored_pairs
-    from bert4sim.losses import SupervisedSimTrainer
     from bert4sim.models import save_checkpoint
+    from bert4sim.roformer_sim import read_labelled_pairs, read_nli_pairs, supervised_dataset, supervised_training_model
     from bert4sim.similarity import SimilarityModel
     from bert4sim.tokenizers import Tokenizer, build_vocab
     from bert4sim.training import make_optimizer
@@ -157,7 +156,7 @@ def main(argv=None):
         texts += [t for side in (held_apart["sts"] or ())[:2] for t in side]
         tokenizer = Tokenizer(build_vocab(texts), do_lower_case=True)
     bert, encoder = build_encoder(args, tokenizer)
-    trainer = SupervisedSimTrainer(encoder)
+    trainer = supervised_training_model(encoder)
     trainer.compile(optimizer=make_optimizer(args.lr, weight_decay=args.weight_decay, global_clipnorm=args.clip_norm))
     sim = SimilarityModel(tokenizer, encoder, maxlen=args.maxlen)
     before = evaluate(trainer, sim, tokenizer, args, held_apart)
@@ -171,12 +170,7 @@ def main(argv=None):
     steps = args.steps_per_epoch or max(1, (len(pairs) + len(nli)) * 2 // args.batch_size)
     print(f"{len(pairs)} similarity pairs, {len(nli)} NLI pairs, sampled {':'.join(map(str, weights))}; "
           f"{steps} steps x {args.epochs} epochs of {args.batch_size} rows, lr {args.lr} constant")
-    import tensorflow as tf
-
-    ids = tf.TensorSpec((None, None), tf.int32)
-    dataset = tf.data.Dataset.from_generator(
-        lambda: labelled_pair_batches(stream, tokenizer, args.batch_size, args.maxlen),
-        output_signature=((ids, ids), tf.TensorSpec((None,), tf.int32))).prefetch(2)
+    dataset = supervised_dataset(stream, tokenizer, args.batch_size, args.maxlen)
     history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False)
     after = evaluate(trainer, sim, tokenizer, args, held_apart)
     report("after", after)

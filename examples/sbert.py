@@ -65,7 +65,7 @@ def read_tsv(path, fields=3):
 
 def training_rows(objective, data, rng):
     """``[(texts, target), ...]`` for the objective, from the shipped training files."""
-    from bert4sim.data import read_synonym_groups
+    from bert4sim.simbert import read_synonym_groups
 
     if objective == "classification":
         return [((a, b), int(label)) for a, b, label in read_tsv(os.path.join(data, "pairs_train.tsv"))]
@@ -85,7 +85,7 @@ def training_rows(objective, data, rng):
 
 def batches(rows, tokenizer, batch_size, maxlen, rng):
     """Endless shuffled batches: ((token_ids, segment_ids) per text, targets)."""
-    from bert4sim.snippets import sequence_padding
+    from bert4sim.sequences import sequence_padding
 
     while True:
         order = rng.permutation(len(rows))
@@ -98,13 +98,16 @@ def batches(rows, tokenizer, batch_size, maxlen, rng):
             yield tuple(a.astype("int32") for a in arrays), np.array([target for _, target in chosen])
 
 
-def to_dataset(generator, arrays, target_dtype):
+def to_dataset(generator, arrays, target_dtype=None):
+    """The training model's inputs as a dataset: the texts' arrays, then the targets (``target_dtype``) if any."""
     import tensorflow as tf
 
     spec = tuple(tf.TensorSpec((None, None), tf.int32) for _ in range(arrays))
-    return tf.data.Dataset.from_generator(
-        lambda: ((x, y.astype(target_dtype)) for x, y in generator),
-        output_signature=(spec, tf.TensorSpec((None,), tf.dtypes.as_dtype(target_dtype)))).prefetch(2)
+    if target_dtype is None:
+        return tf.data.Dataset.from_generator(lambda: ((x,) for x, _ in generator), output_signature=(spec,))
+    spec += (tf.TensorSpec((None,), tf.dtypes.as_dtype(target_dtype)),)
+    return tf.data.Dataset.from_generator(lambda: ((x + (y.astype(target_dtype),),) for x, y in generator),
+                                          output_signature=(spec,)).prefetch(2)
 
 
 def evaluate(sim, sts, retrieval):
@@ -123,8 +126,8 @@ def main(argv=None):
     import keras
 
     from bert4sim.evaluation import EvaluationCallback, evaluate_sts, load_retrieval_set, read_scored_pairs
-    from bert4sim.losses import SentenceBERTTrainer
-    from bert4sim.models import build_sentence_encoder, build_transformer_model, save_checkpoint
+    from bert4sim.models import build_transformer_model, save_checkpoint
+    from bert4sim.sbert import WITH_TARGETS, build_sentence_encoder, sbert_training_model
     from bert4sim.similarity import SimilarityModel
     from bert4sim.tokenizers import Tokenizer
     from bert4sim.training import make_optimizer
@@ -155,12 +158,13 @@ def main(argv=None):
         rows = [rows[i] for i in rng.permutation(len(rows))[:480]]
         args.epochs, args.batch_size = 6, 16
     steps = max(1, len(rows) // args.batch_size)
-    trainer = SentenceBERTTrainer(encoder, args.objective)
+    trainer = sbert_training_model(encoder, args.objective, texts=len(rows[0][0]))
     lr = args.lr or (2e-5 if args.init else 2e-3 if args.micro else 1e-3)
     # XLA would recompile for every new padded length; plain graph mode is faster here on CPU.
     trainer.compile(optimizer=make_optimizer(lr, total_steps=steps * args.epochs, warmup_ratio=0.1,
                                              global_clipnorm=args.clip_norm or None), jit_compile=False)
-    target_dtype = "int32" if args.objective == "classification" else "float32"
+    target_dtype = None if args.objective not in WITH_TARGETS else "int32" if args.objective == "classification" \
+        else "float32"
     dataset = to_dataset(batches(rows, tokenizer, args.batch_size, args.maxlen, rng),
                          len(rows[0][0]) * 2, target_dtype)
     dev_callback = EvaluationCallback(lambda: evaluate_sts(sim.encode, *dev), prefix="sts_dev_")

@@ -75,11 +75,11 @@ def build(args, tokenizer, keep_tokens=None, matmul_dtype=None):
 def train(args):
     import keras
 
-    from bert4sim.data import read_synonym_groups, simbert_batches, to_dataset
-    from bert4sim.losses import simbert_training_model
+    from bert4sim.data import to_dataset
+    from bert4sim.precision import set_precision
+    from bert4sim.simbert import read_synonym_groups, simbert_batches, simbert_training_model
     from bert4sim.tokenizers import Tokenizer, load_vocab
-    from bert4sim.training import (ExactResume, get_strategy, make_optimizer, replica_batch_size, set_precision,
-                                   training_callbacks)
+    from bert4sim.training import ExactResume, get_strategy, make_optimizer, replica_batch_size, training_callbacks
 
     strategy = get_strategy()  # first: a multi-worker strategy must start before any TensorFlow op
     keras.utils.set_random_seed(args.seed)
@@ -125,7 +125,7 @@ def train(args):
 def save_and_demo(args, bert, tokenizer):
     import keras
 
-    from bert4sim.data import read_synonym_groups
+    from bert4sim.simbert import read_synonym_groups
     from bert4sim.models import save_checkpoint
     from bert4sim.similarity import SimilarityModel
     save_checkpoint(bert, os.path.join(args.output, "bert_model.ckpt"), vocab=tokenizer.token_dict)

@@ -204,17 +204,39 @@ def test_search_layer_walks_back_through_the_graph():
 
 
 def test_set_gelu_switches_models_built_afterwards():
-    from bert4sim import layers
+    from bert4sim.activations import get_activation, resolve_activation
     from bert4sim.backend import set_gelu
 
     x = keras.ops.convert_to_tensor(np.array([1.0], "float32"))
     try:
         set_gelu("tanh")
-        tanh_value = float(n(layers.get_activation("gelu")(x))[0])
+        tanh_value = float(n(get_activation(resolve_activation("gelu"))(x))[0])
         set_gelu("erf")
-        erf_value = float(n(layers.get_activation("gelu")(x))[0])
+        erf_value = float(n(get_activation(resolve_activation("gelu"))(x))[0])
     finally:
         set_gelu("erf")
     assert tanh_value == pytest.approx(0.8411920, abs=1e-6) and erf_value == pytest.approx(0.8413447, abs=1e-6)
     with pytest.raises(ValueError, match="gelu version"):
         set_gelu("relu")
+
+
+def test_the_gelu_variant_is_saved_with_the_model(tmp_path):
+    from bert4sim.backend import set_gelu
+    from bert4sim.models import build_transformer_model
+
+    try:
+        set_gelu("tanh")
+        model = build_transformer_model(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=16, with_mlm=True)
+    finally:
+        set_gelu("erf")
+    assert model.get_layer("Transformer-0").hidden_act == "gelu_tanh"
+    assert model.get_layer("MLM-Transform").activation == "gelu_tanh"
+    ids = np.array([[2, 5, 6, 3]], "int32")
+    expected = model.predict([ids, np.zeros_like(ids)], verbose=0)
+    model.save(str(tmp_path / "m.keras"))
+    restored = keras.models.load_model(str(tmp_path / "m.keras"))  # loaded while "gelu" means erf again
+    np.testing.assert_allclose(restored.predict([ids, np.zeros_like(ids)], verbose=0), expected, rtol=1e-6)
+    erf_model = build_transformer_model(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=16, with_mlm=True)
+    assert erf_model.get_layer("Transformer-0").hidden_act == "gelu"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bert4sim.cli import main as cli_main
-from bert4sim.data import read_synonym_groups
+from bert4sim.simbert import read_synonym_groups
 from bert4sim.models import ConfigError, build_transformer_model, save_checkpoint
 from bert4sim.similarity import SimilarityModel, VectorIndex
 from bert4sim.tokenizers import Tokenizer, load_vocab

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from bert4sim.data import (encode_pair, read_synonym_groups, sample_pair, simbert_batches, to_dataset,
-                           truncate_sentence)
+from bert4sim.data import to_dataset
+from bert4sim.simbert import encode_pair, read_synonym_groups, sample_pair, simbert_batches, truncate_sentence
 from bert4sim.tokenizers import Tokenizer
 
 CHARS = "信用卡怎么注销如何办理退款快递到了吗没天气今明好"

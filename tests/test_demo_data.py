@@ -2,7 +2,7 @@
 import json
 import os
 
-from bert4sim.data import read_synonym_groups
+from bert4sim.simbert import read_synonym_groups
 from bert4sim.tokenizers import Tokenizer, load_vocab
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data")

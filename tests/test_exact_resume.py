@@ -10,8 +10,10 @@ import threading
 import numpy as np
 import pytest
 
-from bert4sim.data import (RetroMAECollator, interleave, noisy_source, retromae_batches, retromae_dataset,
-                           simbert_batches, to_dataset)
+from bert4sim.data import interleave, to_dataset
+from bert4sim.retromae import RetroMAECollator, retromae_batches, retromae_dataset
+from bert4sim.roformer_sim import noisy_source
+from bert4sim.simbert import simbert_batches
 from bert4sim.tokenizers import Tokenizer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))

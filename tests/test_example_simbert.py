@@ -57,8 +57,8 @@ def test_simbert_demo_in_bfloat16_gen_synonyms_returns_k_distinct(tmp_path):
 KILLED_RUN = textwrap.dedent('''
     import json, os, sys
     import keras, numpy as np
-    from bert4sim.data import simbert_batches, to_dataset
-    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.data import to_dataset
+    from bert4sim.simbert import simbert_batches, simbert_training_model
     from bert4sim.models import build_transformer_model
     from bert4sim.tokenizers import Tokenizer
     from bert4sim.training import make_optimizer, training_callbacks
@@ -71,7 +71,7 @@ KILLED_RUN = textwrap.dedent('''
     bert = build_transformer_model(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=32, application="unilm", with_pool="linear",
                                    return_keras_model=False)
-    trainer = SimBERTTrainer(bert)
+    trainer = simbert_training_model(bert)
     trainer.compile(optimizer=make_optimizer(1e-3, total_steps=12))
     record = {"batches": 0}
 

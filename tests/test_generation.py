@@ -162,7 +162,7 @@ def test_clear_errors():
 
 @pytest.mark.parametrize("model_type", ["bert", "roformer"])
 def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_call(model_type):
-    from bert4sim.layers import set_matmul_dtype
+    from bert4sim.precision import set_matmul_dtype
 
     keras.utils.set_random_seed(5)
     model = build_transformer_model(model=model_type, application="unilm", with_pool="linear", **CONFIG)
@@ -170,8 +170,8 @@ def test_bfloat16_products_decode_like_recompute_and_weights_are_recast_each_cal
     fast = CachedDecoder(model, end_id=3, maxlen=8)
     before, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)
     first = model.get_layer("Transformer-0")
-    assert fast._kernels.copy_of(first.attention.query_dense).dtype == "bfloat16"  # the cast copy of the kernel
-    assert fast._kernels.copy_of(model.get_layer("Embedding-Token")).dtype == "bfloat16"
+    assert fast._kernels.kernel_for(first.attention.query_dense).dtype == "bfloat16"  # the cast copy of the kernel
+    assert fast._kernels.kernel_for(model.get_layer("Embedding-Token")).dtype == "bfloat16"
     embeddings = model.get_layer("Embedding-Token").embeddings  # also the (bfloat16-cast) output projection
     embeddings.assign(embeddings.numpy() * 4.0)  # e.g. trained between two calls
     after, _ = assert_steps_match(fast, RecomputeDecoder(model, end_id=3, maxlen=8), [7, 8, 9], atol=2e-3)

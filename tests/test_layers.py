@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from bert4sim import layers as L
+from bert4sim.activations import get_activation
+from bert4sim.heads import MLMBias, MLMTransform, Pooler
+from bert4sim.precision import Dense, KernelCopies, set_matmul_dtype
 from numpy_reference import rope_bert4keras
 
 
@@ -139,15 +142,15 @@ LAYERS = [
     lambda: L.AttentionMask("unilm"),
     lambda: L.TokenEmbedding(10, 4),
     lambda: L.TokenEmbedding(10, 4, matmul_dtype="bfloat16"),
-    lambda: L.Dense(3, activation="tanh", matmul_dtype="bfloat16"),
+    lambda: Dense(3, activation="tanh", matmul_dtype="bfloat16"),
     lambda: L.TransformerBlock(2, 16, matmul_dtype="bfloat16"),
     lambda: L.PositionEmbedding(16),
     lambda: L.MultiHeadAttention(2, 4, use_rope=True, dropout_rate=0.1),
     lambda: L.FeedForward(8, "gelu"),
     lambda: L.TransformerBlock(2, 16, use_rope=True),
-    lambda: L.Pooler(8, "linear"),
-    lambda: L.MLMTransform("gelu"),
-    lambda: L.MLMBias(10, "linear"),
+    lambda: Pooler(8, "linear"),
+    lambda: MLMTransform("gelu"),
+    lambda: MLMBias(10, "linear"),
 ]
 
 
@@ -162,7 +165,7 @@ def test_layer_config_round_trip(make):
 
 
 def test_mlm_bias_softmax_in_float32_under_mixed_precision():
-    layer = L.MLMBias(5, dtype="mixed_float16")
+    layer = MLMBias(5, dtype="mixed_float16")
     probs = layer(np.zeros((1, 2, 5), "float16"))
     assert keras.ops.convert_to_numpy(probs).dtype == np.float32
     np.testing.assert_allclose(keras.ops.convert_to_numpy(probs).sum(-1), 1.0, rtol=1e-6)
@@ -178,18 +181,18 @@ def test_masked_logits_stay_finite_in_half_precision():
 
 def test_unknown_activation_named():
     with pytest.raises(ValueError, match="unknown activation 'mish'"):
-        L.get_activation("mish")
+        get_activation("mish")
 
 
 MATMUL_LAYERS = {
-    "dense": (lambda dtype: L.Dense(8, activation="gelu", matmul_dtype=dtype), (2, 5, 16)),
+    "dense": (lambda dtype: Dense(8, activation="gelu", matmul_dtype=dtype), (2, 5, 16)),
     "attention": (lambda dtype: L.MultiHeadAttention(2, 8, use_rope=True, matmul_dtype=dtype), (2, 5, 16)),
     "attention_no_rope": (lambda dtype: L.MultiHeadAttention(2, 8, matmul_dtype=dtype), (2, 5, 16)),
     "feed_forward": (lambda dtype: L.FeedForward(32, matmul_dtype=dtype), (2, 5, 16)),
     "block": (lambda dtype: L.TransformerBlock(2, 32, dropout_rate=0, attention_dropout_rate=0,
                                                matmul_dtype=dtype), (2, 5, 16)),
-    "pooler": (lambda dtype: L.Pooler(8, matmul_dtype=dtype), (2, 5, 16)),
-    "mlm_transform": (lambda dtype: L.MLMTransform(matmul_dtype=dtype), (2, 5, 16)),
+    "pooler": (lambda dtype: Pooler(8, matmul_dtype=dtype), (2, 5, 16)),
+    "mlm_transform": (lambda dtype: MLMTransform(matmul_dtype=dtype), (2, 5, 16)),
 }
 
 
@@ -220,7 +223,7 @@ def test_bfloat16_inference_path_matches_training_path(name):
 
 
 def test_dense_inference_path_equals_keras_dense_in_float32():
-    dense = L.Dense(8, activation="gelu")
+    dense = Dense(8, activation="gelu")
     x = np.random.default_rng(7).standard_normal((2, 5, 16)).astype("float32")
     fused, keras_path = (keras.ops.convert_to_numpy(dense(x, training=flag)) for flag in (False, True))
     np.testing.assert_allclose(fused, keras_path, atol=1e-6)
@@ -228,28 +231,33 @@ def test_dense_inference_path_equals_keras_dense_in_float32():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(h), keras_path, atol=1e-6)
 
 
-def test_cast_kernels_are_used_inside_active_and_refreshed_on_demand():
+def test_kernel_copies_are_passed_explicitly_and_refreshed_on_demand():
     inputs = keras.Input((5, 16))
     block = L.TransformerBlock(2, 32, dropout_rate=0, attention_dropout_rate=0, matmul_dtype="bfloat16")
-    model = keras.Model(inputs, L.Pooler(8, matmul_dtype="bfloat16")(block(inputs)))
+    pooler = Pooler(8, matmul_dtype="bfloat16")
+    model = keras.Model(inputs, pooler(block(inputs)))
     x = np.random.default_rng(8).standard_normal((2, 5, 16)).astype("float32")
-    kernels = L.CastKernels(model)
+    kernels = KernelCopies(model)
     assert len(kernels.copies) == 7  # q, k, v, output, inner, outer, pooler
     kernels.refresh()
-    run = lambda: keras.ops.convert_to_numpy(model(x))  # noqa: E731
-    with kernels.active():
-        cached = run()
+    ffn = block.feed_forward
+
+    def run(copies=None):  # the feed-forward and pooler products, with or without the copies
+        project = (lambda dense, h: dense.project(h)) if copies is None else \
+            (lambda dense, h: dense.project(h, kernel=copies.kernel_for(dense)))
+        hidden = project(ffn.output_dense, project(ffn.inner_dense, x))
+        return keras.ops.convert_to_numpy(project(pooler.dense, hidden[:, 0]))
+
+    cached = run(kernels)
     np.testing.assert_array_equal(cached, run())  # a copy is exactly the per-call cast
-    block.feed_forward.inner_dense.kernel.assign(block.feed_forward.inner_dense.kernel * 3.0)
+    ffn.inner_dense.kernel.assign(ffn.inner_dense.kernel * 3.0)
     fresh = run()
-    with kernels.active():
-        assert np.abs(run() - fresh).max() > 1e-3  # stale until refreshed
-        kernels.refresh()
-        np.testing.assert_array_equal(run(), fresh)
-    assert not L.CastKernels(keras.Model(inputs, L.Pooler(8)(inputs))).copies  # float32: nothing to copy
-    L.set_matmul_dtype(model, "float32")  # copies made for bfloat16 products no longer apply
-    with kernels.active():
-        np.testing.assert_array_equal(run(), keras.ops.convert_to_numpy(model(x)))
+    assert np.abs(run(kernels) - fresh).max() > 1e-3  # stale until refreshed
+    kernels.refresh()
+    np.testing.assert_array_equal(run(kernels), fresh)
+    assert not KernelCopies(keras.Model(inputs, Pooler(8)(inputs))).copies  # float32: nothing to copy
+    set_matmul_dtype(model, "float32")  # copies made for bfloat16 products no longer apply
+    np.testing.assert_array_equal(run(kernels), run())
 
 
 def test_token_embedding_reverse_in_bfloat16_and_any_rank():
@@ -268,13 +276,13 @@ def test_set_matmul_dtype_switches_nested_layers_and_names_bad_values():
     inputs = keras.Input((5, 16))
     block = L.TransformerBlock(2, 32)
     inner = keras.Model(inputs, block(inputs))
-    outer = keras.Model(inputs, L.Pooler(8)(inner(inputs)))
-    assert L.set_matmul_dtype(outer, "bfloat16") == 2  # the block (inside the nested model) and the pooler
+    outer = keras.Model(inputs, Pooler(8)(inner(inputs)))
+    assert set_matmul_dtype(outer, "bfloat16") == 2  # the block (inside the nested model) and the pooler
     assert block.attention.key_dense.matmul_dtype == "bfloat16"
     assert block.feed_forward.output_dense.matmul_dtype == "bfloat16"
-    L.set_matmul_dtype(outer, "float32")
+    set_matmul_dtype(outer, "float32")
     assert block.attention.key_dense.matmul_dtype is None
     with pytest.raises(ValueError, match="matmul_dtype must be one of .* got 'int8'"):
-        L.set_matmul_dtype(outer, "int8")
+        set_matmul_dtype(outer, "int8")
     with pytest.raises(ValueError, match="matmul_dtype must be one of"):
-        L.Dense(3, matmul_dtype="float64")
+        Dense(3, matmul_dtype="float64")

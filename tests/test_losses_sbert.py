@@ -3,9 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim.losses import (SentenceBERTTrainer, cosent_loss, cosine_regression_loss,
-                             multiple_negatives_ranking_loss, softmax_classification_logits, triplet_loss)
-from bert4sim.models import build_sentence_encoder, build_transformer_model
+from bert4sim.losses import cosent_loss, cosine_regression_loss, multiple_negatives_ranking_loss, triplet_loss
+from bert4sim.models import build_transformer_model
+from bert4sim.sbert import build_sentence_encoder, sbert_training_model, softmax_classification_logits
 
 RNG = np.random.default_rng(0)
 U, V, W = (RNG.standard_normal((5, 4)).astype("float32") for _ in range(3))
@@ -22,6 +22,12 @@ def np_logsumexp(x):
 
 def np_cross_entropy(logits, label):
     return np_logsumexp(logits) - logits[label]
+
+
+def model_loss(model, x):
+    """The loss a Loss-layer training model adds for inputs ``x`` (inference mode)."""
+    model(list(x), training=False)
+    return value(keras.ops.sum(model.losses))
 
 
 def value(x):
@@ -106,7 +112,7 @@ def batch(rows, length=5, seed=0):
     return ids, np.zeros_like(ids)
 
 
-def test_trainer_loss_equals_the_function_on_encoder_vectors(encoder):
+def test_training_model_loss_equals_the_function_on_encoder_vectors(encoder):
     a, b, c = batch(4, seed=1), batch(4, seed=2), batch(4, seed=3)
     u, v, w = (keras.ops.convert_to_numpy(encoder(list(t), training=False)) for t in (a, b, c))
     scores = np.array([0.2, 0.8, 0.4, 1.0], "float32")
@@ -117,26 +123,24 @@ def test_trainer_loss_equals_the_function_on_encoder_vectors(encoder):
              ("mnrl", (a, b, c), None, multiple_negatives_ranking_loss(u, v, w)),
              ("mnrl", (a, b, c, a), None, multiple_negatives_ranking_loss(u, v, [w, u]))]
     for objective, texts, y, expected in cases:
-        trainer = SentenceBERTTrainer(encoder, objective)
-        x = tuple(array for text in texts for array in text)
-        assert value(trainer.compute_loss(x, y, training=False)) == pytest.approx(value(expected), rel=1e-4)
-    trainer = SentenceBERTTrainer(encoder, "classification", num_labels=2)
+        trainer = sbert_training_model(encoder, objective, texts=len(texts))
+        x = [array for text in texts for array in text] + ([] if y is None else [y])
+        assert model_loss(trainer, x) == pytest.approx(value(expected), rel=1e-4)
+    trainer = sbert_training_model(encoder, "classification", num_labels=2)
     labels = np.array([0, 1, 1, 0])
-    logits = softmax_classification_logits(trainer.classifier, u, v)
+    logits = softmax_classification_logits(trainer.get_layer("SBERT-Classifier"), u, v)
     logits = keras.ops.convert_to_numpy(logits)
     expected = np.mean([np_cross_entropy(row, label) for row, label in zip(logits, labels)])
-    assert value(trainer.compute_loss(a + b, labels, training=False)) == pytest.approx(expected, rel=1e-4)
+    assert model_loss(trainer, list(a + b) + [labels]) == pytest.approx(expected, rel=1e-4)
 
 
-def test_trainer_errors(encoder):
+def test_training_model_errors(encoder):
     with pytest.raises(ValueError, match="objective must be one of"):
-        SentenceBERTTrainer(encoder, "contrastive")
+        sbert_training_model(encoder, "contrastive")
     with pytest.raises(ValueError, match="num_labels must be at least 2, got 1"):
-        SentenceBERTTrainer(encoder, "classification", num_labels=1)
-    a = batch(2)
+        sbert_training_model(encoder, "classification", num_labels=1)
     with pytest.raises(ValueError, match="objective 'triplet' takes 6 input arrays .* got 4"):
-        SentenceBERTTrainer(encoder, "triplet")(a + a)
+        sbert_training_model(encoder, "triplet", texts=2)
     with pytest.raises(ValueError, match="objective 'mnrl' takes an even number \\(at least 4\\) of input arrays .* got 2"):
-        SentenceBERTTrainer(encoder, "mnrl")(a)
-    with pytest.raises(ValueError, match="objective 'cosent' needs targets y"):
-        SentenceBERTTrainer(encoder, "cosent").compute_loss(a + a, None)
+        sbert_training_model(encoder, "mnrl", texts=1)
+    assert [i.name for i in sbert_training_model(encoder, "cosent").inputs][-1] == "Input-Targets"

@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim.losses import SimBERTTrainer, distillation_loss, seq2seq_loss, similarity_loss
+from bert4sim.losses import distillation_loss, seq2seq_loss, similarity_loss
+from bert4sim.simbert import simbert_training_model
 from bert4sim.models import build_transformer_model
 
 RNG = np.random.default_rng(0)
@@ -43,22 +44,23 @@ def test_distillation_loss_matches_numpy_and_is_zero_for_same_vectors():
     assert float(distillation_loss(u.astype("float32"), u.astype("float32"))) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_trainer_loss_equals_full_model_loss():
+def test_training_model_loss_equals_full_model_loss():
     keras.utils.set_random_seed(0)
     bert = build_transformer_model(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=32, application="unilm", with_pool="linear", with_mlm="linear",
                                    return_keras_model=False, dropout_rate=0.0)
-    trainer = SimBERTTrainer(bert)
+    model = simbert_training_model(bert)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
     token_ids = np.array([[2, 5, 6, 3, 7, 8, 3, 0], [2, 7, 8, 3, 5, 6, 3, 0]])
     segment_ids = np.array([[0, 0, 0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 1, 1, 1, 0]])
-    total = float(trainer.compute_loss(x=(token_ids, segment_ids), training=False))
+    total = model.evaluate([token_ids, segment_ids], batch_size=2, verbose=0, return_dict=True)["loss"]
     pooled, logits = bert.model.predict([token_ids, segment_ids], verbose=0)
     expected = float(seq2seq_loss(token_ids, segment_ids, logits)) + float(similarity_loss(pooled))
     assert total == pytest.approx(expected, rel=1e-5)
 
 
-def test_trainer_rejects_models_without_heads():
+def test_training_model_rejects_models_without_heads():
     encoder = build_transformer_model(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=32, return_keras_model=False)
     with pytest.raises(ValueError, match="needs a unilm model with a pooler and an MLM head"):
-        SimBERTTrainer(encoder)
+        simbert_training_model(encoder)

@@ -11,7 +11,7 @@ import pytest
 
 from bert4sim.convert import convert_transformers_bert, find_minilm_dir
 from bert4sim.evaluation import evaluate_sts
-from bert4sim.models import build_sentence_encoder
+from bert4sim.sbert import build_sentence_encoder
 from bert4sim.similarity import SimilarityModel
 
 FIXTURE = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "minilm_reference.npz"))

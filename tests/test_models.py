@@ -6,14 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim.models import (
-    Transformer,
-    build_transformer_model,
-    read_config,
-    resolve_checkpoint_path,
-    save_checkpoint,
-    write_checkpoint,
-)
+from bert4sim.checkpoints import read_config, resolve_checkpoint_path, write_checkpoint
+from bert4sim.models import Transformer, build_transformer_model, save_checkpoint
 from numpy_reference import forward, random_checkpoint_arrays
 
 CONFIG = {

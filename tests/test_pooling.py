@@ -3,8 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim.layers import Pooling
-from bert4sim.models import build_sentence_encoder, build_transformer_model, save_checkpoint
+from bert4sim.heads import Pooling
+from bert4sim.models import build_transformer_model, save_checkpoint
+from bert4sim.sbert import build_sentence_encoder
 
 RNG = np.random.default_rng(0)
 SEQUENCE = RNG.standard_normal((3, 6, 4)).astype("float32")

@@ -6,11 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim import layers as L
-from bert4sim.data import (RETROMAE_INPUTS, RETROMAE_LABELS, RetroMAECollator, pack_sentences,
-                           retromae_batches, retromae_dataset, sample_decoder_mask, whole_words)
-from bert4sim.losses import RetroMAETrainer, masked_lm_loss, retromae_loss
-from bert4sim.models import build_retromae_model, build_transformer_model, write_checkpoint
+from bert4sim.checkpoints import write_checkpoint
+from bert4sim.data import pack_sentences
+from bert4sim.losses import masked_lm_loss, retromae_loss
+from bert4sim.models import build_transformer_model
+from bert4sim.retromae import (RETROMAE_INPUTS, RETROMAE_LABELS, EnhancedDecoderBlock, RetroMAECollator, RetroMAEStreams,
+                               build_retromae_model, retromae_batches, retromae_dataset, retromae_training_model,
+                               sample_decoder_mask, whole_words)
 from bert4sim.tokenizers import Tokenizer
 from numpy_reference import forward, gelu, layer_norm, random_checkpoint_arrays, rope_bert4keras, softmax
 
@@ -237,7 +239,8 @@ def test_pack_sentences():
 def test_batches_and_dataset():
     texts = ["甲乙丙", "丁戊己庚", "天地人和", "子丑", "寅卯辰巳午"]
     batches = retromae_batches(texts, RetroMAECollator(tokenizer(), maxlen=8), batch_size=2, seed=0)
-    (inputs, labels) = next(iter(retromae_dataset(batches)))
+    (element,) = next(iter(retromae_dataset(batches)))
+    inputs, labels = element[:4], element[4:]
     assert [t.dtype.name for t in inputs] == ["int32", "int32", "int32", "bool"]
     assert inputs[3].shape[1:] == (inputs[0].shape[1],) * 2 and len(labels) == 2
     with pytest.raises(ValueError, match="batch_size must be between 1 and the number of texts \\(5\\), got 6"):
@@ -269,7 +272,7 @@ def numpy_decoder(block, query, content, mask, use_rope=False):
 @pytest.mark.parametrize("use_rope", [False, True])
 def test_enhanced_decoder_block_matches_numpy(use_rope):
     rng = np.random.default_rng(0)
-    block = L.EnhancedDecoderBlock(2, 32, dropout_rate=0.0, attention_dropout_rate=0.0, use_rope=use_rope)
+    block = EnhancedDecoderBlock(2, 32, dropout_rate=0.0, attention_dropout_rate=0.0, use_rope=use_rope)
     query = rng.standard_normal((2, 7, 16)).astype("float32")
     content = rng.standard_normal((2, 7, 16)).astype("float32")
     mask = np.stack([sample_decoder_mask(7, 0.5, rng), sample_decoder_mask(5, 0.5, rng, 7)])
@@ -282,22 +285,22 @@ def test_enhanced_decoder_block_matches_numpy(use_rope):
 
 
 def test_enhanced_decoder_layers_serialize_and_check_inputs():
-    block = L.EnhancedDecoderBlock(2, 32, use_rope=True, name="dec")
-    clone = L.EnhancedDecoderBlock.from_config(block.get_config())
+    block = EnhancedDecoderBlock(2, 32, use_rope=True, name="dec")
+    clone = EnhancedDecoderBlock.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(L.RetroMAEStreams()))
-    assert isinstance(restored, L.RetroMAEStreams)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(RetroMAEStreams()))
+    assert isinstance(restored, RetroMAEStreams)
     x = np.zeros((1, 4, 16), "float32")
     with pytest.raises(ValueError, match="takes \\[query_stream, content_stream\\]"):
-        L.EnhancedDecoderBlock(2, 32)(x)
+        EnhancedDecoderBlock(2, 32)(x)
     with pytest.raises(ValueError, match="must have the same hidden size"):
-        L.EnhancedDecoderBlock(2, 32)([x, np.zeros((1, 4, 8), "float32")])
+        EnhancedDecoderBlock(2, 32)([x, np.zeros((1, 4, 8), "float32")])
 
 
 def test_streams_layer():
     sequence = np.arange(2 * 3 * 4, dtype="float32").reshape(2, 3, 4)
     embeddings = -np.ones((2, 3, 4), "float32")
-    query, content = (np.asarray(t) for t in L.RetroMAEStreams()([sequence, embeddings]))
+    query, content = (np.asarray(t) for t in RetroMAEStreams()([sequence, embeddings]))
     np.testing.assert_array_equal(query, np.repeat(sequence[:, :1], 3, axis=1))
     np.testing.assert_array_equal(content[:, 0], sequence[:, 0])
     np.testing.assert_array_equal(content[:, 1:], embeddings[:, 1:])
@@ -407,9 +410,10 @@ def test_loss_equals_numpy_on_a_fixed_batch():
     assert encoder_part == pytest.approx(expected_encoder, rel=1e-5)
     assert decoder_part == pytest.approx(expected_decoder, rel=1e-5)
     assert total == pytest.approx(expected_encoder + expected_decoder, rel=1e-5)
-    # The trainer applies the head at labelled positions only; same value.
-    trainer = RetroMAETrainer(retromae)
-    value = trainer.compute_loss(inputs, (encoder_labels, decoder_labels), trainer(inputs, training=False))
+    # The training model applies the head at labelled positions only; same value.
+    model = retromae_training_model(retromae)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    value = model.evaluate(list(inputs) + [encoder_labels, decoder_labels], verbose=0, return_dict=True)["loss"]
     assert float(value) == pytest.approx(expected_encoder + expected_decoder, rel=1e-5)
     weighted = float(retromae_loss(encoder_labels, encoder_logits, decoder_labels, decoder_logits, 0.5, 2.0)[0])
     assert weighted == pytest.approx(0.5 * expected_encoder + 2.0 * expected_decoder, rel=1e-5)
@@ -421,15 +425,12 @@ def test_masked_lm_loss_hand_case():
     assert float(masked_lm_loss(np.array([[0, 0]]), logits)) == 0.0  # nothing labelled
 
 
-def test_trainer_trains_every_weight_and_rejects_a_keras_model():
+def test_training_model_trains_every_weight_and_rejects_a_keras_model():
     retromae = tiny()
-    trainer = RetroMAETrainer(retromae)
+    trainer = retromae_training_model(retromae)
     assert {v.path for v in trainer.trainable_weights} == {v.path for v in retromae.model.trainable_weights}
     with pytest.raises(TypeError, match="build_retromae_model\\(..., return_keras_model=False\\)"):
-        RetroMAETrainer(retromae.model)
-    inputs, _ = fixed_batch()
-    with pytest.raises(ValueError, match="needs \\(inputs, \\(encoder_labels, decoder_labels\\)\\) batches"):
-        trainer.compute_loss(inputs, None)
+        retromae_training_model(retromae.model)
 
 
 def test_saved_encoder_reloads_with_the_same_cls_vectors(tmp_path, checkpoint):

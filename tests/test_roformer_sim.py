@@ -5,8 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from bert4sim.data import (char_jaccard, masked_encode, mine_similar_pairs, noisy_source, simbert_batches,
-                           split_sentences)
+from bert4sim.data import split_sentences
+from bert4sim.roformer_sim import char_jaccard, masked_encode, mine_similar_pairs, noisy_source
+from bert4sim.simbert import simbert_batches
 from bert4sim.tokenizers import Tokenizer, load_vocab
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim.layers import Pooling
+from bert4sim.heads import Pooling
 from bert4sim.models import build_transformer_model, save_checkpoint
 from bert4sim.similarity import SimilarityModel, VectorIndex
 

@@ -5,11 +5,13 @@ import keras
 import numpy as np
 import pytest
 
-from bert4sim.data import (NLI_LABELS, interleave, labelled_pair_batches, parse_ratio, read_labelled_pairs,
-                           read_nli_pairs, roformer_sim_cut)
-from bert4sim.losses import (SupervisedSimTrainer, paired_rows_features, task_masked_crossentropy,
-                             task_masked_predictions)
-from bert4sim.models import build_sentence_encoder, build_transformer_model
+from bert4sim.data import interleave, parse_ratio
+from bert4sim.losses import task_masked_crossentropy
+from bert4sim.models import build_transformer_model
+from bert4sim.roformer_sim import (NLI_LABELS, labelled_pair_batches, paired_rows_features, read_labelled_pairs,
+                                   read_nli_pairs, supervised_training_model, task_masked_predictions)
+from bert4sim.sbert import build_sentence_encoder
+from bert4sim.simbert import roformer_sim_cut
 from bert4sim.tokenizers import Tokenizer
 
 
@@ -123,32 +125,35 @@ def test_labelled_pair_batches_put_pairs_on_consecutive_rows():
         next(labelled_pair_batches(iter(examples), tokenizer, batch_size=3))
 
 
-def test_trainer_loss_is_the_task_masked_ce_of_a_bias_free_head_and_it_learns():
+def test_training_model_loss_is_the_task_masked_ce_of_a_bias_free_head_and_it_learns():
     bert = build_transformer_model(vocab_size=len(VOCAB), model="roformer", with_pool="linear", hidden_size=16,
                                    num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                                    dropout_rate=0.0, return_keras_model=False)
     encoder = build_sentence_encoder(bert, "pooler")
-    trainer = SupervisedSimTrainer(encoder)
-    assert trainer.classifier.use_bias is False and trainer.classifier.kernel.shape == (48, 5)
+    trainer = supervised_training_model(encoder)
+    classifier = trainer.get_layer("Supervised-Classifier")
+    assert classifier.use_bias is False and classifier.kernel.shape == (48, 5)
     rng = np.random.default_rng(0)
     token_ids = rng.integers(5, len(VOCAB), size=(8, 6)).astype("int32")
     token_ids[:, 0], token_ids[:, -1] = 2, 3
     x, labels = (token_ids, np.zeros_like(token_ids)), np.array([0, 1, 3, 4], "int32")
     vectors = keras.ops.convert_to_numpy(encoder(list(x), training=False))
     features = np.concatenate([vectors[::2], vectors[1::2], np.abs(vectors[::2] - vectors[1::2])], 1)
-    logits = features @ keras.ops.convert_to_numpy(trainer.classifier.kernel)
-    assert float(trainer.compute_loss(x, labels, training=False)) == pytest.approx(
-        numpy_special_crossentropy(labels, logits.astype("float64")), rel=1e-4)
+    logits = features @ keras.ops.convert_to_numpy(classifier.kernel)
+
+    def loss():
+        trainer([*x, labels], training=False)
+        return float(keras.ops.sum(trainer.losses))
+
+    assert loss() == pytest.approx(numpy_special_crossentropy(labels, logits.astype("float64")), rel=1e-4)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
     import tensorflow as tf
 
-    history = trainer.fit(tf.data.Dataset.from_tensors((x, labels)).repeat(), steps_per_epoch=30, epochs=1,
+    history = trainer.fit(tf.data.Dataset.from_tensors(((*x, labels),)).repeat(), steps_per_epoch=30, epochs=1,
                           verbose=0)
-    assert float(trainer.compute_loss(x, labels, training=False)) < history.history["loss"][0] / 2
-    with pytest.raises(ValueError, match="needs labels y"):
-        trainer.compute_loss(x, None)
+    assert loss() < history.history["loss"][0] / 2
     with pytest.raises(ValueError, match="similarity_classes"):
-        SupervisedSimTrainer(encoder, num_classes=2, similarity_classes=2)
+        supervised_training_model(encoder, num_classes=2, similarity_classes=2)
 
 
 def test_the_loss_function_also_serves_a_bert4keras_style_loss_layer():

@@ -42,8 +42,9 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    from bert4sim.data import noisy_source, simbert_batches, to_dataset
-    from bert4sim.losses import SimBERTTrainer
+    from bert4sim.data import to_dataset
+    from bert4sim.roformer_sim import noisy_source
+    from bert4sim.simbert import simbert_batches, simbert_training_model
     from bert4sim.models import build_transformer_model
     from bert4sim.tokenizers import Tokenizer
     from bert4sim.training import ExactResume, make_optimizer, training_callbacks
@@ -59,7 +60,7 @@ def main(argv=None):
                                        num_attention_heads=2, intermediate_size=32, application="unilm",
                                        with_pool="linear", dropout_rate=args.dropout,
                                        attention_dropout_rate=args.dropout, return_keras_model=False)
-        trainer = SimBERTTrainer(bert)
+        trainer = simbert_training_model(bert)
         trainer.compile(optimizer=make_optimizer(1e-2, total_steps=args.epochs * args.steps_per_epoch))
     resume = ExactResume()
     noise = noisy_source(noise_probability=0.5, word_rate=0.3, pre_tokenize=list)

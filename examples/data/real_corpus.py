@@ -122,7 +122,8 @@ def prepare(args):
 
     from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, merge_groups, parse_cilin, read_labelled_lines,
                                   review_sentences, synonym_rewrite, synonym_table, tagged_sentences)
-    from bert4sim.data import mine_similar_pairs, read_synonym_groups
+    from bert4sim.roformer_sim import mine_similar_pairs
+    from bert4sim.simbert import read_synonym_groups
 
     archives = {name: fetch(name, args.cache) for name in ARCHIVES}
     lines = {key: read_member(archives[name], member) for key, (name, member) in MEMBERS.items()}

@@ -1,0 +1,399 @@
+"""Google-format checkpoint IO: the name table, config reading, checkpoint reading, writing and inspection.
+
+A Google-format BERT folder holds ``bert_config.json``, ``vocab.txt`` and a
+TensorFlow checkpoint ``bert_model.ckpt.{index,data-*}`` whose variables are
+named as :data:`EMBEDDING_VARIABLES`, :data:`BLOCK_VARIABLES` and
+:data:`HEAD_VARIABLES` say (under a ``bert/`` scope, or ``roformer/``). This
+module knows nothing of Keras models: it maps names to arrays and back;
+:class:`bert4sim.models.Transformer` gives it a ``{checkpoint name: variable}``
+mapping. TensorFlow is imported only inside the functions that read or write.
+
+Example:
+    >>> config = read_config("checkpoints/simbert/bert_config.json")
+    >>> path = resolve_checkpoint_path("checkpoints/simbert")   # '.../bert_model.ckpt'
+    >>> detect_model_type(path)
+    'bert'
+"""
+import json
+import os
+
+import numpy as np
+
+from bert4sim.files import atomic_folder, read_json, recover, write_json_atomic
+from bert4sim.tokenizers import save_vocab
+
+
+REQUIRED_CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
+CONFIG_DEFAULTS = {
+    "hidden_act": "gelu",
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "initializer_range": 0.02,
+}
+MODELS = ("bert", "roformer")
+APPLICATIONS = ("encoder", "unilm", "lm")
+HEAD_PREFIXES = ("pooler/", "cls/")
+
+# The one table from Google checkpoint names to our weights. Each entry is
+# (checkpoint name under the prefix, Keras layer name, attribute path to the
+# variable). "{i}" is the transformer layer index.
+EMBEDDING_VARIABLES = (
+    ("embeddings/word_embeddings", "Embedding-Token", "embeddings"),
+    ("embeddings/token_type_embeddings", "Embedding-Segment", "embeddings"),
+    ("embeddings/position_embeddings", "Embedding-Position", "embeddings"),
+    ("embeddings/LayerNorm/gamma", "Embedding-Norm", "gamma"),
+    ("embeddings/LayerNorm/beta", "Embedding-Norm", "beta"),
+)
+BLOCK_VARIABLES = (
+    ("encoder/layer_{i}/attention/self/query/kernel", "attention.query_dense.kernel"),
+    ("encoder/layer_{i}/attention/self/query/bias", "attention.query_dense.bias"),
+    ("encoder/layer_{i}/attention/self/key/kernel", "attention.key_dense.kernel"),
+    ("encoder/layer_{i}/attention/self/key/bias", "attention.key_dense.bias"),
+    ("encoder/layer_{i}/attention/self/value/kernel", "attention.value_dense.kernel"),
+    ("encoder/layer_{i}/attention/self/value/bias", "attention.value_dense.bias"),
+    ("encoder/layer_{i}/attention/output/dense/kernel", "attention.output_dense.kernel"),
+    ("encoder/layer_{i}/attention/output/dense/bias", "attention.output_dense.bias"),
+    ("encoder/layer_{i}/attention/output/LayerNorm/gamma", "attention_norm.gamma"),
+    ("encoder/layer_{i}/attention/output/LayerNorm/beta", "attention_norm.beta"),
+    ("encoder/layer_{i}/intermediate/dense/kernel", "feed_forward.inner_dense.kernel"),
+    ("encoder/layer_{i}/intermediate/dense/bias", "feed_forward.inner_dense.bias"),
+    ("encoder/layer_{i}/output/dense/kernel", "feed_forward.output_dense.kernel"),
+    ("encoder/layer_{i}/output/dense/bias", "feed_forward.output_dense.bias"),
+    ("encoder/layer_{i}/output/LayerNorm/gamma", "output_norm.gamma"),
+    ("encoder/layer_{i}/output/LayerNorm/beta", "output_norm.beta"),
+)
+HEAD_VARIABLES = (
+    ("pooler/dense/kernel", "Pooler-Dense", "dense.kernel"),
+    ("pooler/dense/bias", "Pooler-Dense", "dense.bias"),
+    ("cls/predictions/transform/dense/kernel", "MLM-Transform", "dense.kernel"),
+    ("cls/predictions/transform/dense/bias", "MLM-Transform", "dense.bias"),
+    ("cls/predictions/transform/LayerNorm/gamma", "MLM-Transform", "norm.gamma"),
+    ("cls/predictions/transform/LayerNorm/beta", "MLM-Transform", "norm.beta"),
+    ("cls/predictions/output_bias", "MLM-Bias", "bias"),
+)
+# Rows of these variables follow the vocabulary, so keep_tokens slices them.
+VOCAB_VARIABLES = ("embeddings/word_embeddings", "cls/predictions/output_bias")
+
+
+class ConfigError(KeyError, ValueError):
+    """A model configuration that lacks a key or holds a bad value (a KeyError, as before, and a ValueError)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def read_config(config_path=None, **overrides):
+    """Read ``bert_config.json`` and apply keyword overrides and defaults.
+
+    Example:
+        >>> config = read_config("checkpoints/simbert/bert_config.json")
+        >>> config = read_config(vocab_size=100, hidden_size=64, num_hidden_layers=2,
+        ...                      num_attention_heads=2, intermediate_size=128)
+    """
+    config = {}
+    if config_path is not None:
+        recover(os.path.dirname(os.path.abspath(config_path)))
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"config file not found: {config_path}")
+        config = read_json(config_path, dict, "config file")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    where = f"config file {config_path}" if config_path else "the model configuration"
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+    if missing:
+        raise ConfigError(f"{where} lacks required key(s): {', '.join(missing)}")
+    for key in REQUIRED_CONFIG_KEYS + ("max_position_embeddings", "type_vocab_size"):
+        value = config.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    for key, value in CONFIG_DEFAULTS.items():
+        config.setdefault(key, value)
+    return config
+
+
+def resolve_checkpoint_path(checkpoint_path):
+    """Turn a checkpoint prefix or folder into the prefix TF reads.
+
+    Accepts ``.../bert_model.ckpt`` (the prefix), one of its files
+    (``.index`` / ``.data-*``) or the folder holding it.
+
+    Example:
+        >>> resolve_checkpoint_path("checkpoints/simbert/")  # '.../bert_model.ckpt'
+    """
+    path = str(checkpoint_path)
+    for suffix in (".index", ".meta"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    if ".data-" in os.path.basename(path):
+        path = path[: path.rindex(".data-")]
+    recover(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+    if os.path.isdir(path):
+        import tensorflow as tf
+
+        found = tf.train.latest_checkpoint(path)
+        if found is None:
+            candidates = sorted(f[:-6] for f in os.listdir(path) if f.endswith(".index"))
+            if not candidates:
+                raise FileNotFoundError(f"no TF checkpoint (*.index) in folder {path}")
+            found = os.path.join(path, candidates[0])
+        path = found
+    if not os.path.isfile(path + ".index"):
+        raise FileNotFoundError(
+            f"checkpoint not found: {checkpoint_path} (expected {path}.index and its .data files)"
+        )
+    return path
+
+
+def write_checkpoint(checkpoint_path, arrays):
+    """Write ``{variable_name: array}`` as a TF (Google-format) checkpoint.
+
+    The names are written exactly as given (no ``.ATTRIBUTES`` suffixes), so
+    the result reads back with ``tf.train.load_checkpoint`` like the released
+    BERT checkpoints.
+
+    Example:
+        >>> write_checkpoint("/tmp/ckpt/bert_model.ckpt",
+        ...                  {"bert/pooler/dense/bias": np.zeros(4, "float32")})
+    """
+    if not arrays:
+        raise ValueError("write_checkpoint: no variables to write")
+    directory = os.path.dirname(os.path.abspath(checkpoint_path))
+    os.makedirs(directory, exist_ok=True)
+    names = sorted(arrays)
+    import tensorflow as tf
+
+    tensors = [tf.convert_to_tensor(np.asarray(arrays[name])) for name in names]
+    tf.raw_ops.SaveV2(
+        prefix=checkpoint_path,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=tensors,
+    )
+    # The TF1 "checkpoint" state file lets tf.train.latest_checkpoint find it.
+    with open(os.path.join(directory, "checkpoint"), "w", encoding="utf-8") as f:
+        f.write(f'model_checkpoint_path: "{os.path.basename(checkpoint_path)}"\n')
+
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# Checkpoint variables that are never model weights: optimizer state and step counters.
+_NOT_WEIGHTS = ("adam_m", "adam_v", "Adam", "Adam_1", "global_step", "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
+def _unused_variables(shapes, prefix, mapping):
+    used = {f"{prefix}/{name}" if not name.startswith("cls/") else name for name in mapping}
+    unused = []
+    for name in sorted(shapes):
+        if name in used or not name.startswith(prefix + "/") or name.split("/")[-1] in _NOT_WEIGHTS:
+            continue
+        if name[len(prefix) + 1:].startswith(HEAD_PREFIXES):
+            continue  # a head the model was built without (e.g. an encoder from a SimBERT checkpoint)
+        unused.append(name)
+    return unused
+
+
+def detect_model_type(checkpoint, config=None):
+    """``'bert'`` or ``'roformer'``, read from a checkpoint (path or ``{name: shape}``) and its config.
+
+    A config's ``model_type`` decides when present; otherwise a checkpoint
+    whose embeddings have no position table (or whose scope is ``roformer``)
+    is a RoFormer.
+
+    Example:
+        >>> detect_model_type("checkpoints/chinese_roformer-sim-char_L-12_H-768_A-12")
+        'roformer'
+    """
+    declared = str((config or {}).get("model_type", "")).lower()
+    if declared in MODELS:
+        return declared
+    if declared:
+        raise ValueError(f"config model_type {declared!r} is not one of {MODELS}")
+    if isinstance(checkpoint, dict):
+        shapes, path = checkpoint, "checkpoint"
+    else:
+        path = resolve_checkpoint_path(checkpoint)
+        shapes = checkpoint_shapes(path)
+    prefix = _detect_prefix(shapes, path)
+    if prefix == "roformer" or f"{prefix}/embeddings/position_embeddings" not in shapes:
+        return "roformer"
+    return "bert"
+
+
+def _detect_prefix(shapes, path):
+    for prefix in ("bert", "roformer"):
+        if f"{prefix}/embeddings/word_embeddings" in shapes:
+            return prefix
+    roots = sorted({name.split("/")[0] for name in shapes})
+    raise ValueError(
+        f"checkpoint {path} has no '<prefix>/embeddings/word_embeddings' variable "
+        f"(top-level scopes found: {roots}); pass prefix=... if it uses another scope"
+    )
+
+
+def _select_rows(value, keep_tokens, name):
+    keep = np.asarray(keep_tokens)
+    if keep.ndim != 1 or not np.issubdtype(keep.dtype, np.integer):
+        raise ValueError(f"keep_tokens must be a flat list of integer ids, got shape {keep.shape}")
+    bad = keep[(keep < 0) | (keep >= value.shape[0])]
+    if bad.size:
+        raise ValueError(
+            f"keep_tokens index {int(bad[0])} is out of range for {name} "
+            f"with {value.shape[0]} rows"
+        )
+    return value[keep]
+
+
+
+def config_file_keys(config_path):
+    """The keys of a config file, or an empty set when it cannot be read (:func:`read_config` says why).
+
+    Example:
+        >>> "hidden_size" in config_file_keys("checkpoints/simbert/bert_config.json")
+        True
+    """
+    if config_path is None or not os.path.isfile(config_path):
+        return set()
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return set()
+    return set(config) if isinstance(config, dict) else set()
+
+
+
+def checkpoint_shapes(checkpoint_path):
+    """``{variable name: shape}`` of a checkpoint (a prefix, one of its files or its folder).
+
+    Example:
+        >>> checkpoint_shapes("checkpoints/simbert")["bert/embeddings/word_embeddings"]
+        [13685, 768]
+    """
+    return _reader(resolve_checkpoint_path(checkpoint_path))[1]
+
+
+def _reader(path):
+    """``(reader, {name: shape})`` of the checkpoint at prefix ``path``; a damaged index is one clear error."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(path)
+        return reader, reader.get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError, IndexError) as error:
+        raise ValueError(f"checkpoint {path}.index is damaged: {_first_line(error)}") from None
+
+
+def _full_name(prefix, name):
+    return name if name.startswith("cls/") else f"{prefix}/{name}"
+
+
+def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None,
+                 allow_unused=False, ignore_invalid_weights=False):
+    """Assign a Google-format checkpoint to ``mapping`` (``{name without scope: Keras variable}``).
+
+    ``keep_tokens`` selects vocabulary rows of the embedding and MLM bias;
+    ``allow_missing_heads`` tolerates a checkpoint without the pooler or
+    MLM head (those weights keep their initial values, with a warning);
+    ``ignore_invalid_weights`` (bert4keras's option) keeps the initial value
+    of any variable missing from the checkpoint or of another shape, with a
+    warning naming each; ``prefix`` is the variable scope (detected:
+    ``bert`` or ``roformer``). A checkpoint variable of that scope that no
+    weight takes is an error unless ``allow_unused=True``; pooler / MLM heads
+    of a model built without them, ``cls/`` training heads and optimizer
+    slots are never counted. All problems are reported together, each naming
+    the variable and both shapes.
+
+    Example:
+        >>> load_weights(transformer.variable_mapping(), "checkpoints/simbert/bert_model.ckpt")
+    """
+    import tensorflow as tf
+
+    path = resolve_checkpoint_path(checkpoint_path)
+    reader, shapes = _reader(path)
+    prefix = prefix or _detect_prefix(shapes, path)
+    problems, skipped = [], []
+    for name, variable in mapping.items():
+        full_name = _full_name(prefix, name)
+        if full_name not in shapes:
+            if ignore_invalid_weights or (allow_missing_heads and name.startswith(HEAD_PREFIXES)):
+                skipped.append(full_name)
+                continue
+            hint = (
+                " (pass allow_missing_heads=True to keep a random head)"
+                if name.startswith(HEAD_PREFIXES)
+                else " (a RoFormer checkpoint? it has no position table: use model='roformer')"
+                if name == "embeddings/position_embeddings"
+                else ""
+            )
+            problems.append(f"variable {full_name} is missing from checkpoint {path}{hint}")
+            continue
+        try:
+            value = reader.get_tensor(full_name)
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            raise ValueError(f"checkpoint {path}: cannot read {full_name} ({_first_line(error)}); "
+                             "its .data file is missing or truncated") from None
+        if keep_tokens is not None and name in VOCAB_VARIABLES:
+            value = _select_rows(value, keep_tokens, full_name)
+        if tuple(value.shape) != tuple(variable.shape):
+            if ignore_invalid_weights:
+                skipped.append(f"{full_name} of shape {tuple(variable.shape)} (checkpoint: {tuple(value.shape)})")
+                continue
+            problems.append(
+                f"shape mismatch for {full_name}: checkpoint has {tuple(value.shape)}, "
+                f"model expects {tuple(variable.shape)}"
+            )
+            continue
+        variable.assign(value.astype(variable.dtype))
+    if not allow_unused and not ignore_invalid_weights:
+        unused = _unused_variables(shapes, prefix, mapping)
+        if unused:
+            shown = ", ".join(unused[:4]) + (f" and {len(unused) - 4} more" if len(unused) > 4 else "")
+            problems.append(f"checkpoint {path} holds variables this model does not use: {shown} (does the "
+                            f"config match the checkpoint? pass allow_unused=True to load anyway)")
+    if problems:
+        raise ValueError("cannot load checkpoint:\n  " + "\n  ".join(problems))
+    if skipped:
+        import warnings
+
+        warnings.warn(f"checkpoint {path} has no {', '.join(skipped)}; kept random initial values")
+
+
+def save_weights(mapping, config, checkpoint_path, config_path=None, prefix="bert", vocab=None):
+    """Write ``mapping``'s variables as a Google-format checkpoint (+ ``bert_config.json`` [+ ``vocab.txt``]).
+
+    ``config_path`` defaults to ``bert_config.json`` beside the checkpoint;
+    ``vocab`` (a ``{token: id}`` dict) is written as ``vocab.txt`` beside it.
+    The files are replaced atomically (:mod:`bert4sim.files`); other files of
+    the folder are left alone. The result loads with bert4keras too.
+
+    Example:
+        >>> save_weights(transformer.variable_mapping(), transformer.config, "out/bert_model.ckpt")
+    """
+    import keras
+
+    arrays = {_full_name(prefix, name): keras.ops.convert_to_numpy(variable).astype("float32")
+              for name, variable in mapping.items()}
+    folder = os.path.dirname(os.path.abspath(checkpoint_path))
+    beside = config_path is None or os.path.dirname(os.path.abspath(config_path)) == folder
+    with atomic_folder(folder, "checkpoint") as staging:
+        write_checkpoint(os.path.join(staging, os.path.basename(checkpoint_path)), arrays)
+        if beside:
+            name = os.path.basename(config_path) if config_path else "bert_config.json"
+            with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
+                json.dump(config, f, indent=2, ensure_ascii=False)
+        if vocab is not None:
+            save_vocab(os.path.join(staging, "vocab.txt"), vocab)
+    if not beside:
+        write_json_atomic(config_path, config)
+    return checkpoint_path

@@ -1,0 +1,243 @@
+"""``VectorIndex``: unit vectors + their texts, exact search with numpy or approximate with faiss.
+
+Saved as ``.npy`` + JSON (no pickle); every loaded file is checked.
+
+Example:
+    >>> index = VectorIndex(dim=768).add(vectors, texts)
+    >>> scores, ids = index.search(query_vectors, topn=5)
+    >>> index.save("indexes/faq"); VectorIndex.load("indexes/faq")
+"""
+import json
+import os
+
+import numpy as np
+
+from bert4sim.checks import check_int, check_texts
+from bert4sim.files import atomic_folder, read_json, recover
+
+INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
+FAISS_FILE = "faiss.index"
+
+
+def unit_rows(vectors):
+    """Each row of ``vectors`` divided by its L2 norm (zero rows stay zero).
+
+    Example:
+        >>> unit_rows(np.array([[3.0, 4.0]]))
+        array([[0.6, 0.8]])
+    """
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class VectorIndex:
+    """Unit vectors + their texts, searchable by cosine (inner product).
+
+    ``backend="numpy"`` is exact (float32, or float16 storage with
+    ``dtype="float16"`` to halve memory); ``backend="faiss"`` (the ``faiss``
+    extra) is approximate: ``faiss_factory`` is a faiss index-factory string,
+    ``"HNSW32"`` (default; adds one by one) or e.g. ``"IVF4096,Flat"``
+    (trained on the first ``add``, which needs at least as many vectors as
+    lists; builds much faster over millions). ``search_breadth`` trades
+    recall for speed: HNSW ``efSearch`` / IVF ``nprobe``. ``model_id``
+    records which encoder made the vectors, so an index is not queried with
+    another model.
+
+    Example:
+        >>> index = VectorIndex(dim=768, model_id=model.model_id)
+        >>> index.add(model.encode(corpus), corpus)
+        >>> index.search(model.encode(["怎么注销信用卡"]), topn=5)
+        >>> index.save("indexes/faq"); VectorIndex.load("indexes/faq")
+    """
+
+    def __init__(self, dim, dtype="float32", backend="numpy", model_id=None, faiss_factory="HNSW32",
+                 search_breadth=None):
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+        if backend not in ("numpy", "faiss"):
+            raise ValueError(f"backend must be 'numpy' or 'faiss', got {backend!r}")
+        self.dim, self.dtype, self.backend, self.model_id = int(dim), dtype, backend, model_id
+        self.faiss_factory, self.search_breadth = faiss_factory, search_breadth
+        self.vectors = np.zeros((0, self.dim), dtype=dtype)
+        self.texts = []
+        self._faiss = None
+
+    def __len__(self):
+        return len(self.texts)
+
+    def add(self, vectors, texts):
+        """Append vectors (normalised here) and their texts.
+
+        Example:
+            >>> index.add(model.encode(["你好", "再见"]), ["你好", "再见"])
+        """
+        vectors = np.asarray(vectors, dtype="float32")
+        texts = check_texts(texts)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} vectors but {len(texts)} texts")
+        norms = np.linalg.norm(vectors, axis=1)
+        bad = ~np.isfinite(norms) | (norms == 0)
+        if bad.any():
+            raise ValueError(f"vector row {int(np.argmax(bad))} is zero or not finite: it has no direction to index")
+        vectors = unit_rows(vectors)
+        if self.backend == "faiss":
+            self._faiss_index(new=vectors).add(vectors)
+        self.vectors = np.concatenate([self.vectors, vectors.astype(self.dtype)])
+        self.texts.extend(texts)
+        return self
+
+    def _faiss_index(self, new=None):
+        """The faiss index over the stored vectors (built on first use; trained on them + ``new``)."""
+        if self._faiss is None:
+            try:
+                import faiss
+            except ImportError:
+                raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (extra 'faiss')") from None
+            try:
+                index = faiss.index_factory(self.dim, self.faiss_factory, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as error:
+                raise ValueError(f"faiss_factory {self.faiss_factory!r} is not a faiss index-factory string") from error
+            stored = self.vectors.astype("float32")
+            if not index.is_trained:
+                sample = stored if new is None else np.concatenate([stored, new])
+                lists = faiss.extract_index_ivf(index).nlist if "IVF" in self.faiss_factory else 1
+                if len(sample) < lists:
+                    raise ValueError(f"faiss index {self.faiss_factory!r} trains on the first add and needs at "
+                                     f"least {lists} vectors, got {len(sample)}; add more at once or use 'HNSW32'")
+                index.train(sample)
+            if len(stored):
+                index.add(stored)
+            self._faiss = index
+            self._set_breadth()
+        return self._faiss
+
+    def _set_breadth(self):
+        import faiss
+
+        if self._faiss is None:
+            return
+        if hasattr(self._faiss, "hnsw"):
+            self._faiss.hnsw.efSearch = self.search_breadth or 128
+        elif "IVF" in self.faiss_factory:
+            faiss.extract_index_ivf(self._faiss).nprobe = self.search_breadth or 32
+
+    def search(self, queries, topn=10, chunk_size=65536):
+        """``(scores, indices)`` of the ``topn`` nearest vectors for each query row."""
+        queries = unit_rows(np.atleast_2d(np.asarray(queries, dtype="float32")))
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index holds {self.dim}")
+        if len(self) == 0:
+            raise ValueError("the index is empty: add texts first")
+        topn = min(check_int(topn, "topn", 1), len(self))
+        if self.backend == "faiss":
+            index = self._faiss_index()
+            self._set_breadth()
+            scores, indices = index.search(queries, topn)
+            return scores, indices
+        best_scores = np.full((len(queries), 0), -np.inf, dtype="float32")
+        best_indices = np.zeros((len(queries), 0), dtype="int64")
+        for start in range(0, len(self), chunk_size):
+            block = self.vectors[start : start + chunk_size]
+            scores = queries @ block.T.astype("float32", copy=False)
+            k = min(topn, scores.shape[1])
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            best_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], 1)
+            best_indices = np.concatenate([best_indices, part + start], 1)
+            if best_scores.shape[1] > topn:
+                keep = np.argpartition(-best_scores, topn - 1, axis=1)[:, :topn]
+                best_scores = np.take_along_axis(best_scores, keep, 1)
+                best_indices = np.take_along_axis(best_indices, keep, 1)
+        order = np.argsort(-best_scores, axis=1, kind="stable")
+        return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_indices, order, 1)
+
+    def save(self, directory):
+        """Write ``vectors.npy``, ``texts.json``, ``meta.json`` [+ ``faiss.index``] into ``directory``.
+
+        The save is atomic (:mod:`bert4sim.files`): a crash leaves the old
+        or the new index. A folder holding files bert4sim did not write is
+        refused (``FileExistsError``), as is a path naming a file. A built
+        faiss index is written in faiss's own binary format, so loading does
+        not rebuild it.
+
+        Example:
+            >>> index.save("indexes/faq")
+        """
+        with atomic_folder(directory, "vector-index") as staging:
+            self._write(staging)
+        return directory
+
+    def _write(self, folder):
+        np.save(os.path.join(folder, "vectors.npy"), self.vectors, allow_pickle=False)
+        with open(os.path.join(folder, "texts.json"), "w", encoding="utf-8") as f:
+            json.dump(self.texts, f, ensure_ascii=False)
+        meta = {"dim": self.dim, "dtype": self.dtype, "backend": self.backend, "model_id": self.model_id,
+                "count": len(self), "faiss_factory": self.faiss_factory, "search_breadth": self.search_breadth,
+                "format": "bert4sim-vector-index-1"}
+        if self._faiss is not None:
+            import faiss
+
+            faiss.write_index(self._faiss, os.path.join(folder, FAISS_FILE))
+        with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+
+    @classmethod
+    def load(cls, directory, backend=None):
+        """Read an index written by :meth:`save`; ``backend`` overrides the saved one.
+
+        Everything is checked: the JSON files parse (errors name the file),
+        vectors are finite unit rows of the recorded shape, texts are
+        strings, one per vector.
+
+        Example:
+            >>> index = VectorIndex.load("indexes/faq")
+        """
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"index folder not found: {directory}")
+        recover(directory)
+        for name in INDEX_FILES:
+            if not os.path.isfile(os.path.join(directory, name)):
+                raise FileNotFoundError(f"{os.path.join(directory, name)} not found: not a bert4sim index folder")
+        meta_path = os.path.join(directory, "meta.json")
+        meta = read_json(meta_path, dict)
+        for key, kind in (("dim", int), ("count", int), ("dtype", str), ("backend", str)):
+            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+                raise ValueError(f"{meta_path}: key {key!r} must be {kind.__name__}, got {meta.get(key)!r}")
+        vectors_path = os.path.join(directory, "vectors.npy")
+        try:
+            vectors = np.load(vectors_path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"{vectors_path} is not a readable .npy array ({error})") from None
+        texts_path = os.path.join(directory, "texts.json")
+        texts = read_json(texts_path, list)
+        if vectors.shape != (meta["count"], meta["dim"]) or len(texts) != meta["count"]:
+            raise ValueError(f"index {directory} is inconsistent: {vectors.shape} vectors, {len(texts)} texts, "
+                             f"meta says {meta['count']} x {meta['dim']}")
+        if vectors.dtype.name != meta["dtype"]:
+            raise ValueError(f"{vectors_path} holds {vectors.dtype.name} vectors, {meta_path} says {meta['dtype']}")
+        bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+        if bad:
+            raise ValueError(f"{texts_path}: entry {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
+        rows = vectors.astype("float32", copy=False)  # no second copy of a float32 index
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{vectors_path}: row {int(np.argmin(finite))} holds NaN or infinity")
+        norms = np.linalg.norm(rows, axis=1)
+        off = np.abs(norms - 1) > (1e-2 if meta["dtype"] == "float16" else 1e-4)
+        if off.any():
+            row = int(np.argmax(off))
+            raise ValueError(f"{vectors_path}: row {row} has norm {norms[row]:.4g}, an index holds unit vectors")
+        index = cls(meta["dim"], meta["dtype"], backend or meta["backend"], meta.get("model_id"),
+                    meta.get("faiss_factory", "HNSW32"), meta.get("search_breadth"))
+        index.vectors, index.texts = vectors, list(texts)
+        faiss_path = os.path.join(directory, FAISS_FILE)
+        if index.backend == "faiss" and os.path.isfile(faiss_path):
+            import faiss
+
+            stored = faiss.read_index(faiss_path)
+            if stored.ntotal != len(index) or stored.d != index.dim:
+                raise ValueError(f"{faiss_path} holds {stored.ntotal} x {stored.d} vectors, the index "
+                                 f"{len(index)} x {index.dim}")
+            index._faiss = stored
+        return index
