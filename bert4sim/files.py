@@ -1,36 +1,59 @@
-"""Files: crash-safe writes of bert4sim folders (indexes, SimilarityModel folders, checkpoints), checked text reads.
+"""Files: versioned bert4sim folders (indexes, SimilarityModel folders, checkpoints), checked text reads.
 
-A save writes its files into a staging folder inside the target folder, fsyncs them, then
-commits by atomically writing a journal (``.bert4sim-commit.json``) that lists the renames
-still to do. The renames follow; the journal is removed last. A crash before the journal
-exists leaves the old files untouched (the staging folder is cleaned by the next save); a
-crash after it leaves a journal that :func:`recover` (called by every bert4sim loader and
-by the next save) plays to the end. So at any instant the folder holds, or is recovered to,
-either the old or the new complete copy.
+A bert4sim folder holds immutable version folders and a marker naming the current one::
 
-A folder that holds files bert4sim did not write is never overwritten: the target must be
-missing, empty, or hold only the files of an earlier save of the same kind (listed in
-its ``.bert4sim.json`` marker). Checkpoint saves (``kind="checkpoint"``) share their folder
-with other files (e.g. training logs) and only replace the checkpoint's own files.
+    indexes/faq/.bert4sim.json   {"kind": "vector-index", "format": "bert4sim-folder-2", "current": "v000007"}
+    indexes/faq/v000006/ v000007/    each a complete save (vectors.npy, texts.json, meta.json)
+
+A save (:func:`new_version`) writes a fresh ``vNNNNNN`` folder, fsyncs it and replaces the marker
+with ``os.replace``: that rename is the commit, so a kill at any instant leaves the old or the new
+version current, with nothing to recover. It then removes its own older versions, keeping two (the
+new one and the one it replaced). Saves into one folder take turns (``flock`` on ``.bert4sim.lock``).
+Loading (:func:`current_version`, :func:`read_current`) never writes, renames or deletes;
+:func:`read_current` reads again if a save replaced the version while it was being read.
+
+Trust: a folder is bert4sim's only if it holds a valid marker (known kind and format, plain names);
+a save into any other folder that is not empty is refused. No name read from a file steers a change:
+a save creates and removes only entries of its own patterns (real ``vNNNNNN`` folders, its temp
+files), never through a symbolic link.
+
+Checkpoints keep TensorFlow's paths: the versions live in a folder named after the checkpoint, each
+a whole Google-format folder (``ckpt/bert_model.ckpt/v000007/bert_model.ckpt.index``, ``.data-*``,
+``bert_config.json``, ``vocab.txt``). After the commit the save writes TF's ``checkpoint`` state files
+(``ckpt/bert_model.ckpt/checkpoint``: ``v000007/bert_model.ckpt``; ``ckpt/checkpoint``:
+``bert_model.ckpt/v000007/bert_model.ckpt``) and copies ``bert_config.json`` / ``vocab.txt`` to the
+top, so ``tf.train.load_variable("ckpt/bert_model.ckpt", name)`` (bert4keras) and
+``tf.train.load_checkpoint("ckpt")`` read the new version. Folders of bert4sim 0.1.0 (files at the
+top, marker format ``bert4sim-folder-1``) load as they are; a save into one commits its first
+version, then removes the 0.1.0 files by their fixed names.
 
 Example:
-    >>> with atomic_folder("indexes/faq", kind="vector-index") as staging:
-    ...     np.save(os.path.join(staging, "vectors.npy"), vectors)
+    >>> with new_version("indexes/faq", "vector-index") as path:
+    ...     np.save(os.path.join(path, "vectors.npy"), vectors)
+    >>> texts = read_current("indexes/faq", "vector-index", lambda path: read_json(f"{path}/texts.json"))
 """
 import contextlib
+import fcntl
+import itertools
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 
 MARKER = ".bert4sim.json"
-JOURNAL = ".bert4sim-commit.json"
-STAGING_PREFIX = ".bert4sim-tmp-"
-# Files earlier bert4sim versions wrote without a marker: such a folder is still ours.
-LEGACY_FILES = {
-    "vector-index": {"vectors.npy", "texts.json", "meta.json", "faiss.index"},
-    "similarity-model": {"encoder.keras", "seq2seq.keras", "vocab.txt", "similarity_model.json", "index"},
-}
+LOCK = ".bert4sim.lock"
+FORMAT = "bert4sim-folder-2"
+LEGACY_FORMAT = "bert4sim-folder-1"  # bert4sim 0.1.0: files at the top of the folder
+KINDS = ("vector-index", "similarity-model", "checkpoint")
+VERSION = re.compile(r"v\d{6,}")
+TEMP = re.compile(r"(\.bert4sim\.json|checkpoint|bert_config\.json|vocab\.txt)\.tmp-[0-9a-f]{8}")
+CHECKPOINT_MIRRORS = ("bert_config.json", "vocab.txt")
+# What 0.1.0 wrote at the top of a folder (regular expressions of its fixed names).
+LEGACY_JOURNAL, LEGACY_STAGING = ".bert4sim-commit.json", re.compile(r"\.bert4sim-tmp-\d+-[0-9a-f]{8}")
+LEGACY_NAMES = {"vector-index": r"vectors\.npy|texts\.json|meta\.json|faiss\.index",
+                "similarity-model": r"encoder\.keras|seq2seq\.keras|vocab\.txt|similarity_model\.json"}
 
 
 def _fsync_path(path):
@@ -41,23 +64,11 @@ def _fsync_path(path):
         os.close(fd)
 
 
-def _fsync_tree(root):
-    for folder, _, files in os.walk(root, topdown=False):
-        for name in files:
-            _fsync_path(os.path.join(folder, name))
-        _fsync_path(folder)
-
-
-def write_json_atomic(path, value):
-    """Write JSON to ``path`` through a fsynced temp file renamed in place.
-
-    Example:
-        >>> write_json_atomic("out/meta.json", {"dim": 768})
-    """
+def _write_atomic(path, data):
     temp = f"{path}.tmp-{secrets.token_hex(4)}"
     try:
-        with open(temp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2, ensure_ascii=False)
+        with open(temp, "xb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -68,7 +79,257 @@ def write_json_atomic(path, value):
     _fsync_path(os.path.dirname(os.path.abspath(path)))
 
 
+def write_json_atomic(path, value):
+    """Write JSON to ``path`` through a fsynced temp file renamed in place.
+
+    Example:
+        >>> write_json_atomic("out/meta.json", {"dim": 768})
+    """
+    _write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def _is(path, test=stat.S_ISDIR):
+    """Whether ``path`` itself (a link is not followed) is a folder (or passes ``test``)."""
+    try:
+        return test(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _plain(name):
+    return isinstance(name, str) and name not in ("", ".", "..") and not re.search(r"[/\\\0]", name)
+
+
+def _checkpoint_name(prefix):
+    reserved = (MARKER, LOCK, "checkpoint") + CHECKPOINT_MIRRORS
+    return _plain(prefix) and prefix not in reserved and not VERSION.fullmatch(prefix) and not TEMP.fullmatch(prefix)
+
+
 def read_marker(folder):
+    """The validated ``.bert4sim.json`` of ``folder`` as a dict, or None when it has none.
+
+    Raises ValueError naming the file and value for a damaged marker, a
+    symbolic link, an unknown kind or format, or a name that is not plain.
+
+    Example:
+        >>> read_marker("indexes/faq")["current"]
+        'v000007'
+    """
+    path = os.path.join(folder, MARKER)
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+            marker = json.loads(f.read(1 << 20).decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable bert4sim marker ({error}); remove it if the folder is yours") from None
+    marker = marker if isinstance(marker, dict) else {"kind": marker}
+    files, current, prefix = marker.get("files"), marker.get("current"), marker.get("prefix")
+    if marker.get("kind") not in KINDS:
+        problem = f"kind {marker.get('kind')!r} is not one of {KINDS}"
+    elif marker.get("format") not in (FORMAT, LEGACY_FORMAT):
+        problem = f"unknown format {marker.get('format')!r} (expected {FORMAT!r})"
+    elif marker["format"] == LEGACY_FORMAT and not (isinstance(files, list) and all(map(_plain, files))):
+        problem = f"'files' must list plain file names, got {files!r}"
+    elif marker["format"] == FORMAT and not (current is None or isinstance(current, str) and VERSION.fullmatch(current)):
+        problem = f"'current' must name a version folder like 'v000001', got {current!r}"
+    elif marker["format"] == FORMAT and (marker["kind"] == "checkpoint") != _checkpoint_name(prefix):
+        problem = f"'prefix' must be a plain checkpoint name for a checkpoint only, got {prefix!r}"
+    else:
+        return marker
+    raise ValueError(f"{path}: {problem}")
+
+
+def current_version(folder, kind):
+    """The folder holding ``folder``'s current complete version, to read from; changes nothing.
+
+    A folder of bert4sim 0.1.0, or one without a marker, is read as it is.
+    A checkpoint's own folder (``ckpt/bert_model.ckpt``) stands for ``ckpt``.
+
+    Example:
+        >>> current_version("indexes/faq", "vector-index")
+        'indexes/faq/v000007'
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{kind} folder not found: {folder}")
+    marker, (parent, name) = read_marker(folder), os.path.split(os.path.abspath(folder))
+    if marker is None and kind == "checkpoint" and (read_marker(parent) or {}).get("prefix") == name:
+        return current_version(parent, kind)
+    if marker is not None and marker["kind"] != kind:
+        raise ValueError(f"{folder} holds a bert4sim {marker['kind']}, not a {kind}")
+    if marker is None or marker["format"] == LEGACY_FORMAT:
+        if os.path.lexists(os.path.join(folder, LEGACY_JOURNAL)):
+            raise ValueError(f"{folder} holds an unfinished bert4sim 0.1.0 save ({LEGACY_JOURNAL}): load it "
+                             "once with bert4sim 0.1.0 to finish it, or restore the folder from a copy")
+        return folder
+    if marker["current"] is None:
+        raise FileNotFoundError(f"{folder} holds no complete save yet (its first save has not finished)")
+    store = os.path.join(folder, marker["prefix"]) if kind == "checkpoint" else folder
+    path = os.path.join(store, marker["current"])
+    if not (_is(store) and _is(path)):
+        raise FileNotFoundError(f"{os.path.join(folder, MARKER)} names {marker['current']}, but {path} is not a folder")
+    return path
+
+
+def read_current(folder, kind, read, attempts=10):
+    """``read(path)`` on the current version of ``folder``, again if a save replaced it meanwhile.
+
+    Example:
+        >>> texts = read_current("indexes/faq", "vector-index", lambda path: read_json(f"{path}/texts.json"))
+    """
+    for attempt in range(attempts):
+        path = current_version(folder, kind)
+        try:
+            return read(path)
+        except Exception:
+            if attempt + 1 == attempts or current_version(folder, kind) == path:
+                raise
+
+
+def check_writable(folder, kind, prefix=None):
+    """Raise ``FileExistsError`` unless a ``kind`` save may go into ``folder``; return its marker or None.
+
+    Allowed: a missing or empty folder, or one whose marker has this kind
+    (and, for a checkpoint, this checkpoint name ``prefix``).
+
+    Example:
+        >>> check_writable("indexes/faq", "vector-index")
+    """
+    folder = os.fspath(folder)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"{folder} is a file, not a folder: refusing to replace it")
+    marker = read_marker(folder) if os.path.isdir(folder) else None
+    others = sorted(n for n in os.listdir(folder) if not n.startswith(".bert4sim")) if os.path.isdir(folder) else []
+    if marker is None and others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise FileExistsError(f"{folder} is not a bert4sim folder (no {MARKER}) and not empty ({shown}): refusing "
+                              "to write into it; choose another folder or empty this one")
+    if marker is not None and marker["kind"] != kind:
+        raise FileExistsError(f"{folder} holds a bert4sim {marker['kind']}, not a {kind}: refusing to overwrite it")
+    if marker is not None and marker.get("prefix", prefix) != prefix:
+        raise FileExistsError(f"{folder} holds checkpoint {marker['prefix']!r}, not {prefix!r}: one checkpoint "
+                              "name per folder")
+    if marker is not None:
+        current_version(folder, kind)  # an unfinished 0.1.0 save is refused too
+    return marker
+
+
+@contextlib.contextmanager
+def new_version(folder, kind, prefix=None):
+    """Context manager: yield a fresh, private version folder, made current on a clean exit.
+
+    ``kind``: ``"vector-index"``, ``"similarity-model"`` or ``"checkpoint"``
+    (``prefix``: the checkpoint's name, e.g. ``"bert_model.ckpt"``). An
+    exception inside the block leaves the folder as it was.
+
+    Example:
+        >>> with new_version("models/faq", "similarity-model") as path:
+        ...     encoder.save(os.path.join(path, "encoder.keras"))
+    """
+    if kind not in KINDS or (kind == "checkpoint") != _checkpoint_name(prefix):
+        raise ValueError(f"new_version: kind {kind!r} with checkpoint name {prefix!r}")
+    folder = os.path.abspath(os.fspath(folder))
+    check_writable(folder, kind, prefix)
+    os.makedirs(folder, exist_ok=True)
+    lock = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = check_writable(folder, kind, prefix) or {}  # again, now that no other save runs
+        mark = {"kind": kind, "format": FORMAT, "current": None, **({"prefix": prefix} if prefix else {})}
+        if not old:
+            write_json_atomic(os.path.join(folder, MARKER), mark)  # claims the folder: what follows is ours
+        store = os.path.join(folder, prefix) if prefix else folder
+        if prefix and not os.path.lexists(store):
+            os.mkdir(store)
+            _fsync_path(folder)
+        if not _is(store):
+            raise FileExistsError(f"{store} is not a folder: refusing to write into it")
+        for number in itertools.count(max([int(n[1:]) for n in os.listdir(store) if VERSION.fullmatch(n)], default=0) + 1):
+            name, path = f"v{number:06d}", os.path.join(store, f"v{number:06d}")
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)  # fails on anything of that name, a link included
+                break
+        try:
+            yield path
+            for root, _, files in os.walk(path, topdown=False):
+                for file in files:
+                    _fsync_path(os.path.join(root, file))
+                _fsync_path(root)
+            _fsync_path(store)
+            write_json_atomic(os.path.join(folder, MARKER), {**mark, "current": name})  # the commit
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        if prefix:
+            _mirror_checkpoint(folder, prefix, name)
+        if old.get("format") == LEGACY_FORMAT:
+            _drop_legacy(folder, kind, prefix, set(old["files"]))
+        _prune(store, keep={old.get("current"), name})
+        if prefix:
+            _prune(folder, keep=None)  # temp files only: the versions are in the checkpoint's own folder
+    finally:
+        os.close(lock)
+
+
+def _mirror_checkpoint(folder, prefix, name):
+    """TF's state files and top-level copies, so TensorFlow and bert4keras read the new version."""
+    _write_atomic(os.path.join(folder, prefix, "checkpoint"), f'model_checkpoint_path: "{name}/{prefix}"\n'.encode())
+    _write_atomic(os.path.join(folder, "checkpoint"), f'model_checkpoint_path: "{prefix}/{name}/{prefix}"\n'.encode())
+    for file in CHECKPOINT_MIRRORS:
+        if _is(os.path.join(folder, prefix, name, file), stat.S_ISREG):
+            with open(os.path.join(folder, prefix, name, file), "rb") as f:
+                _write_atomic(os.path.join(folder, file), f.read())
+
+
+def _drop_legacy(folder, kind, prefix, listed):
+    """Remove what 0.1.0 wrote at the top: its regular files of fixed names (also listed in its marker)."""
+    index = os.path.join(folder, "index")
+    own = LEGACY_NAMES.get(kind) or re.escape(prefix) + r"\.(index|data-\d{5}-of-\d{5})"
+    nested = kind == "similarity-model" and "index" in listed and _is(index)
+    for where, pattern in [(folder, own)] + [(index, LEGACY_NAMES["vector-index"])] * nested:
+        for name in os.listdir(where):
+            if (where == index or name in listed) and re.fullmatch(pattern, name) and _is(os.path.join(where, name), stat.S_ISREG):
+                os.remove(os.path.join(where, name))
+    with contextlib.suppress(OSError):
+        if nested:
+            os.rmdir(index)  # only when nothing else is left in it
+    for name in os.listdir(folder):
+        if LEGACY_STAGING.fullmatch(name) and _is(os.path.join(folder, name)):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def _prune(folder, keep):
+    """Remove this folder's own versions not in ``keep`` (None: none) and temp files of killed saves."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if keep is not None and VERSION.fullmatch(name) and name not in keep and _is(path):
+            shutil.rmtree(path, ignore_errors=True)  # never follows a link inside
+        elif TEMP.fullmatch(name) and _is(path, stat.S_ISREG):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+# --- The commit-journal API of bert4sim 0.1.0, kept until its callers move to new_version (to be deleted) ---
+JOURNAL = ".bert4sim-commit.json"
+STAGING_PREFIX = ".bert4sim-tmp-"
+# Files earlier bert4sim versions wrote without a marker: such a folder is still ours.
+LEGACY_FILES = {
+    "vector-index": {"vectors.npy", "texts.json", "meta.json", "faiss.index"},
+    "similarity-model": {"encoder.keras", "seq2seq.keras", "vocab.txt", "similarity_model.json", "index"},
+}
+
+
+
+def _fsync_tree(root):
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync_path(os.path.join(folder, name))
+        _fsync_path(folder)
+
+
+
+def _journal_read_marker(folder):
     """The ``.bert4sim.json`` marker of ``folder`` as a dict, or None when it has none."""
     path = os.path.join(folder, MARKER)
     if not os.path.isfile(path):
@@ -145,7 +406,7 @@ def recover(folder):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
-def check_writable(folder, kind):
+def _journal_check_writable(folder, kind):
     """Raise unless ``folder`` may receive a ``kind`` save without losing anyone's files.
 
     Example:
@@ -158,7 +419,7 @@ def check_writable(folder, kind):
     entries = {name for name in os.listdir(folder) if not name.startswith((MARKER, JOURNAL, STAGING_PREFIX))}
     if not entries:
         return
-    marker = read_marker(folder)
+    marker = _journal_read_marker(folder)
     if marker is None:
         ours = LEGACY_FILES.get(kind, set())
     elif marker.get("kind") != kind:
@@ -190,7 +451,7 @@ def atomic_folder(folder, kind, keep_other_files=None):
     folder = os.path.abspath(os.fspath(folder))
     if keep_other_files is None:
         keep_other_files = kind == "checkpoint"
-    check_writable(folder, kind)
+    _journal_check_writable(folder, kind)
     recover(folder)
     os.makedirs(folder, exist_ok=True)
     staging = os.path.join(folder, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
@@ -199,7 +460,7 @@ def atomic_folder(folder, kind, keep_other_files=None):
     try:
         yield new
         written = sorted(os.listdir(new))
-        old = read_marker(folder)
+        old = _journal_read_marker(folder)
         old_files = set(old["files"]) if old else set()
         if keep_other_files:
             files = sorted(set(written) | {n for n in old_files if os.path.lexists(os.path.join(folder, n))})
@@ -217,6 +478,8 @@ def atomic_folder(folder, kind, keep_other_files=None):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _apply(folder, journal)
+
+
 
 
 def read_lines(path, what="file"):
