@@ -122,7 +122,8 @@ def read_marker(folder):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable bert4sim marker ({error}); remove it if the folder is yours") from None
+        raise ValueError(f"{path} is not a readable bert4sim marker ({error}); remove it if the folder "
+                         "is yours") from None
     marker = marker if isinstance(marker, dict) else {"kind": marker}
     files, current, prefix = marker.get("files"), marker.get("current"), marker.get("prefix")
     if marker.get("kind") not in KINDS:
@@ -131,10 +132,12 @@ def read_marker(folder):
         problem = f"unknown format {marker.get('format')!r} (expected {FORMAT!r})"
     elif marker["format"] == LEGACY_FORMAT and not (isinstance(files, list) and all(map(_plain, files))):
         problem = f"'files' must list plain file names, got {files!r}"
-    elif marker["format"] == FORMAT and not (current is None or isinstance(current, str) and VERSION.fullmatch(current)):
+    elif marker["format"] == FORMAT and not (current is None or VERSION.fullmatch(str(current))):
         problem = f"'current' must name a version folder like 'v000001', got {current!r}"
     elif marker["format"] == FORMAT and (marker["kind"] == "checkpoint") != _checkpoint_name(prefix):
         problem = f"'prefix' must be a plain checkpoint name for a checkpoint only, got {prefix!r}"
+    elif marker["format"] == FORMAT and not isinstance(marker.get("upgrading", False), bool):
+        problem = f"'upgrading' must be true or false, got {marker['upgrading']!r}"
     else:
         return marker
     raise ValueError(f"{path}: {problem}")
@@ -179,11 +182,16 @@ def read_current(folder, kind, read, attempts=10):
         >>> texts = read_current("indexes/faq", "vector-index", lambda path: read_json(f"{path}/texts.json"))
     """
     for attempt in range(attempts):
-        path = current_version(folder, kind)
+        path = None
         try:
+            path = current_version(folder, kind)
             return read(path)
-        except Exception:
-            if attempt + 1 == attempts or current_version(folder, kind) == path:
+        except Exception:  # the version read (or named) may have been removed by two later saves
+            try:
+                moved = current_version(folder, kind) != path
+            except Exception:
+                moved = True
+            if attempt + 1 == attempts or not moved:
                 raise
 
 
@@ -210,8 +218,8 @@ def check_writable(folder, kind, prefix=None):
     if marker is not None and marker.get("prefix", prefix) != prefix:
         raise FileExistsError(f"{folder} holds checkpoint {marker['prefix']!r}, not {prefix!r}: one checkpoint "
                               "name per folder")
-    if marker is not None:
-        current_version(folder, kind)  # an unfinished 0.1.0 save is refused too
+    if marker is not None and marker["format"] == LEGACY_FORMAT:
+        current_version(folder, kind)  # refuses a folder holding an unfinished 0.1.0 save
     return marker
 
 
@@ -236,7 +244,8 @@ def new_version(folder, kind, prefix=None):
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = check_writable(folder, kind, prefix) or {}  # again, now that no other save runs
-        mark = {"kind": kind, "format": FORMAT, "current": None, **({"prefix": prefix} if prefix else {})}
+        mark = {"kind": kind, "format": FORMAT, "current": None, "upgrading": False}
+        mark.update({"prefix": prefix} if prefix else {})
         if not old:
             write_json_atomic(os.path.join(folder, MARKER), mark)  # claims the folder: what follows is ours
         store = os.path.join(folder, prefix) if prefix else folder
@@ -245,7 +254,8 @@ def new_version(folder, kind, prefix=None):
             _fsync_path(folder)
         if not _is(store):
             raise FileExistsError(f"{store} is not a folder: refusing to write into it")
-        for number in itertools.count(max([int(n[1:]) for n in os.listdir(store) if VERSION.fullmatch(n)], default=0) + 1):
+        last = max([int(n[1:]) for n in os.listdir(store) if VERSION.fullmatch(n)], default=0)
+        for number in itertools.count(last + 1):
             name, path = f"v{number:06d}", os.path.join(store, f"v{number:06d}")
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path)  # fails on anything of that name, a link included
@@ -257,14 +267,16 @@ def new_version(folder, kind, prefix=None):
                     _fsync_path(os.path.join(root, file))
                 _fsync_path(root)
             _fsync_path(store)
-            write_json_atomic(os.path.join(folder, MARKER), {**mark, "current": name})  # the commit
+            mark.update(current=name, upgrading=old.get("format") == LEGACY_FORMAT or old.get("upgrading", False))
+            write_json_atomic(os.path.join(folder, MARKER), mark)  # the commit
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
         if prefix:
             _mirror_checkpoint(folder, prefix, name)
-        if old.get("format") == LEGACY_FORMAT:
-            _drop_legacy(folder, kind, prefix, set(old["files"]))
+        if mark["upgrading"]:  # from 0.1.0: its files go after the commit, the flag once they are gone
+            _drop_legacy(folder, kind, prefix)
+            write_json_atomic(os.path.join(folder, MARKER), mark | {"upgrading": False})
         _prune(store, keep={old.get("current"), name})
         if prefix:
             _prune(folder, keep=None)  # temp files only: the versions are in the checkpoint's own folder
@@ -282,14 +294,14 @@ def _mirror_checkpoint(folder, prefix, name):
                 _write_atomic(os.path.join(folder, file), f.read())
 
 
-def _drop_legacy(folder, kind, prefix, listed):
-    """Remove what 0.1.0 wrote at the top: its regular files of fixed names (also listed in its marker)."""
+def _drop_legacy(folder, kind, prefix):
+    """Remove what 0.1.0 wrote at the top of a folder it marked: regular files of its fixed names."""
     index = os.path.join(folder, "index")
     own = LEGACY_NAMES.get(kind) or re.escape(prefix) + r"\.(index|data-\d{5}-of-\d{5})"
-    nested = kind == "similarity-model" and "index" in listed and _is(index)
+    nested = kind == "similarity-model" and _is(index)
     for where, pattern in [(folder, own)] + [(index, LEGACY_NAMES["vector-index"])] * nested:
         for name in os.listdir(where):
-            if (where == index or name in listed) and re.fullmatch(pattern, name) and _is(os.path.join(where, name), stat.S_ISREG):
+            if re.fullmatch(pattern, name) and _is(os.path.join(where, name), stat.S_ISREG):
                 os.remove(os.path.join(where, name))
     with contextlib.suppress(OSError):
         if nested:
