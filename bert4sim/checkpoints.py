@@ -8,6 +8,13 @@ module knows nothing of Keras models: it maps names to arrays and back;
 :class:`bert4sim.models.Transformer` gives it a ``{checkpoint name: variable}``
 mapping. TensorFlow is imported only inside the functions that read or write.
 
+A folder bert4sim saves keeps those paths while each save is a new version
+(:mod:`bert4sim.files`): ``bert_model.ckpt`` is then a folder of versions that
+TensorFlow reads through its own ``checkpoint`` state file, and
+``bert_config.json`` / ``vocab.txt`` at the top are copies of the current
+version's. A ``checkpoint`` state file is only ever read as a name inside its
+own folder.
+
 Example:
     >>> config = read_config("checkpoints/simbert/bert_config.json")
     >>> path = resolve_checkpoint_path("checkpoints/simbert")   # '.../bert_model.ckpt'
@@ -16,10 +23,11 @@ Example:
 """
 import json
 import os
+import re
 
 import numpy as np
 
-from bert4sim.files import atomic_folder, read_json, recover, write_json_atomic
+from bert4sim.files import current_version, new_version, read_json, read_marker, write_json_atomic
 from bert4sim.tokenizers import save_vocab
 
 
@@ -100,7 +108,6 @@ def read_config(config_path=None, **overrides):
     """
     config = {}
     if config_path is not None:
-        recover(os.path.dirname(os.path.abspath(config_path)))
         if not os.path.isfile(config_path):
             raise FileNotFoundError(f"config file not found: {config_path}")
         config = read_json(config_path, dict, "config file")
@@ -121,8 +128,10 @@ def read_config(config_path=None, **overrides):
 def resolve_checkpoint_path(checkpoint_path):
     """Turn a checkpoint prefix or folder into the prefix TF reads.
 
-    Accepts ``.../bert_model.ckpt`` (the prefix), one of its files
-    (``.index`` / ``.data-*``) or the folder holding it.
+    Accepts ``.../bert_model.ckpt`` (the prefix, or the folder of versions
+    bert4sim saves under that name), one of its files (``.index`` /
+    ``.data-*``) or the folder holding it. A folder bert4sim saved gives its
+    current version's prefix; reading changes nothing.
 
     Example:
         >>> resolve_checkpoint_path("checkpoints/simbert/")  # '.../bert_model.ckpt'
@@ -133,22 +142,34 @@ def resolve_checkpoint_path(checkpoint_path):
             path = path[: -len(suffix)]
     if ".data-" in os.path.basename(path):
         path = path[: path.rindex(".data-")]
-    recover(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
     if os.path.isdir(path):
-        import tensorflow as tf
-
-        found = tf.train.latest_checkpoint(path)
-        if found is None:
-            candidates = sorted(f[:-6] for f in os.listdir(path) if f.endswith(".index"))
-            if not candidates:
-                raise FileNotFoundError(f"no TF checkpoint (*.index) in folder {path}")
-            found = os.path.join(path, candidates[0])
-        path = found
+        path = _prefix_in(current_version(path, "checkpoint"))
     if not os.path.isfile(path + ".index"):
         raise FileNotFoundError(
             f"checkpoint not found: {checkpoint_path} (expected {path}.index and its .data files)"
         )
     return path
+
+
+def _prefix_in(folder):
+    """The prefix of the checkpoint in ``folder``: the one its TF ``checkpoint`` state file names, else its only one.
+
+    The state file's path is read as a name in this folder (its last part), so
+    an absolute or ``../`` path there never leads elsewhere.
+    """
+    names = sorted(f[:-6] for f in os.listdir(folder) if f.endswith(".index"))
+    state = os.path.join(folder, "checkpoint")
+    named = None
+    if os.path.isfile(state):
+        with open(state, encoding="utf-8", errors="replace") as f:
+            found = re.search(r'^model_checkpoint_path:\s*"([^"]*)"', f.read(), re.M)
+        named = found and re.split(r"[/\\]", found.group(1))[-1]
+    if named in names or len(names) == 1:
+        return os.path.join(folder, named if named in names else names[0])
+    if not names:
+        raise FileNotFoundError(f"no TF checkpoint (*.index) in folder {folder}")
+    raise ValueError(f"{folder} holds several checkpoints ({', '.join(names)}) and no state file naming one of "
+                     f"them: pass a prefix, e.g. {os.path.join(folder, names[-1])}")
 
 
 def write_checkpoint(checkpoint_path, arrays):
@@ -372,28 +393,36 @@ def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads
 def save_weights(mapping, config, checkpoint_path, config_path=None, prefix="bert", vocab=None):
     """Write ``mapping``'s variables as a Google-format checkpoint (+ ``bert_config.json`` [+ ``vocab.txt``]).
 
-    ``config_path`` defaults to ``bert_config.json`` beside the checkpoint;
-    ``vocab`` (a ``{token: id}`` dict) is written as ``vocab.txt`` beside it.
-    The files are replaced atomically (:mod:`bert4sim.files`); other files of
-    the folder are left alone. The result loads with bert4keras too.
+    ``checkpoint_path`` is ``FOLDER/NAME`` (``NAME`` usually
+    ``bert_model.ckpt``) or a folder (a path ending in a separator, or a
+    checkpoint folder bert4sim saved), meaning ``FOLDER/bert_model.ckpt``.
+    Each save is a new version of the folder (:mod:`bert4sim.files`): a crash
+    leaves the old or the new checkpoint, and only a missing, empty or
+    bert4sim checkpoint folder is saved into. ``vocab`` (``{token: id}``) is
+    saved with it as ``vocab.txt``; ``config_path``, when given outside the
+    folder, gets a copy of the config too. Returns the path to pass to
+    bert4keras or TensorFlow (``FOLDER/NAME``).
 
     Example:
         >>> save_weights(transformer.variable_mapping(), transformer.config, "out/bert_model.ckpt")
+        'out/bert_model.ckpt'
     """
     import keras
 
     arrays = {_full_name(prefix, name): keras.ops.convert_to_numpy(variable).astype("float32")
               for name, variable in mapping.items()}
-    folder = os.path.dirname(os.path.abspath(checkpoint_path))
-    beside = config_path is None or os.path.dirname(os.path.abspath(config_path)) == folder
-    with atomic_folder(folder, "checkpoint") as staging:
-        write_checkpoint(os.path.join(staging, os.path.basename(checkpoint_path)), arrays)
-        if beside:
-            name = os.path.basename(config_path) if config_path else "bert_config.json"
-            with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
-                json.dump(config, f, indent=2, ensure_ascii=False)
+    path = os.fspath(checkpoint_path)
+    ours = os.path.isdir(path) and (read_marker(path) or {}).get("kind") == "checkpoint"
+    folder, name = (path, "bert_model.ckpt") if path.endswith(("/", os.sep)) or ours else os.path.split(path)
+    if config_path is not None and os.path.dirname(os.path.abspath(config_path)) == os.path.abspath(folder) \
+            and os.path.basename(config_path) != "bert_config.json":
+        raise ValueError(f"config_path {config_path}: in the checkpoint's folder the config is bert_config.json")
+    with new_version(folder or ".", "checkpoint", name) as version:
+        write_checkpoint(os.path.join(version, name), arrays)
+        with open(os.path.join(version, "bert_config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
         if vocab is not None:
-            save_vocab(os.path.join(staging, "vocab.txt"), vocab)
-    if not beside:
+            save_vocab(os.path.join(version, "vocab.txt"), vocab)
+    if config_path is not None and os.path.dirname(os.path.abspath(config_path)) != os.path.abspath(folder):
         write_json_atomic(config_path, config)
-    return checkpoint_path
+    return os.path.join(folder, name)

@@ -156,8 +156,8 @@ def convert_transformers_bert(src_dir, out_dir):
         >>> convert_transformers_bert(find_minilm_dir(), "checkpoints/all-MiniLM-L6-v2")
         'checkpoints/all-MiniLM-L6-v2/bert_model.ckpt'
     """
-    from bert4sim.files import atomic_folder
     from bert4sim.checkpoints import write_checkpoint
+    from bert4sim.files import new_version
 
     config_path = os.path.join(src_dir, "config.json")
     weights_path = os.path.join(src_dir, "model.safetensors")
@@ -177,7 +177,7 @@ def convert_transformers_bert(src_dir, out_dir):
         raise ValueError(f"word_embeddings has shape {vocab_rows}, config says "
                          f"({config['vocab_size']}, {config['hidden_size']})")
     google_config = {key: config[key] for key in GOOGLE_CONFIG_KEYS if key in config}
-    with atomic_folder(out_dir, "checkpoint") as staging:  # a crash leaves the old or the new folder
+    with new_version(out_dir, "checkpoint", "bert_model.ckpt") as staging:  # a crash leaves the old or the new one
         write_checkpoint(os.path.join(staging, "bert_model.ckpt"), arrays)
         with open(os.path.join(staging, "bert_config.json"), "w", encoding="utf-8") as f:
             json.dump(google_config, f, indent=2)

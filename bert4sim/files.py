@@ -223,6 +223,42 @@ def check_writable(folder, kind, prefix=None):
     return marker
 
 
+def _claim(folder, kind, prefix):
+    """Check ``folder``, create and mark it if new, lock it: ``(lock fd, its marker before)``."""
+    if kind not in KINDS or (kind == "checkpoint") != _checkpoint_name(prefix):
+        raise ValueError(f"{folder}: kind {kind!r} with checkpoint name {prefix!r}")
+    check_writable(folder, kind, prefix)
+    os.makedirs(folder, exist_ok=True)
+    lock = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = check_writable(folder, kind, prefix)  # again, now that no other save runs
+        if old is None:  # claims the folder: what this save leaves in it is provably its own
+            write_json_atomic(os.path.join(folder, MARKER), _marker(kind, prefix, None))
+        return lock, old or {}
+    except BaseException:
+        os.close(lock)
+        raise
+
+
+def _marker(kind, prefix, current, upgrading=False):
+    return {"kind": kind, "format": FORMAT, "current": current, "upgrading": upgrading} | (
+        {"prefix": prefix} if prefix else {})
+
+
+def claim(folder, kind, prefix=None):
+    """Make a missing or empty ``folder`` a bert4sim ``kind`` folder before its first save.
+
+    For a folder that gets other files first, such as a checkpoint folder
+    whose training logs go in during training. Raises like
+    :func:`check_writable`; a bert4sim folder of that kind is left as it is.
+
+    Example:
+        >>> claim("checkpoints/simbert_demo", "checkpoint", "bert_model.ckpt")
+    """
+    os.close(_claim(os.path.abspath(os.fspath(folder)), kind, prefix)[0])
+
+
 @contextlib.contextmanager
 def new_version(folder, kind, prefix=None):
     """Context manager: yield a fresh, private version folder, made current on a clean exit.
@@ -235,19 +271,9 @@ def new_version(folder, kind, prefix=None):
         >>> with new_version("models/faq", "similarity-model") as path:
         ...     encoder.save(os.path.join(path, "encoder.keras"))
     """
-    if kind not in KINDS or (kind == "checkpoint") != _checkpoint_name(prefix):
-        raise ValueError(f"new_version: kind {kind!r} with checkpoint name {prefix!r}")
     folder = os.path.abspath(os.fspath(folder))
-    check_writable(folder, kind, prefix)
-    os.makedirs(folder, exist_ok=True)
-    lock = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    lock, old = _claim(folder, kind, prefix)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = check_writable(folder, kind, prefix) or {}  # again, now that no other save runs
-        mark = {"kind": kind, "format": FORMAT, "current": None, "upgrading": False}
-        mark.update({"prefix": prefix} if prefix else {})
-        if not old:
-            write_json_atomic(os.path.join(folder, MARKER), mark)  # claims the folder: what follows is ours
         store = os.path.join(folder, prefix) if prefix else folder
         if prefix and not os.path.lexists(store):
             os.mkdir(store)
@@ -260,6 +286,7 @@ def new_version(folder, kind, prefix=None):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path)  # fails on anything of that name, a link included
                 break
+        upgrading = old.get("format") == LEGACY_FORMAT or old.get("upgrading", False)
         try:
             yield path
             for root, _, files in os.walk(path, topdown=False):
@@ -267,16 +294,15 @@ def new_version(folder, kind, prefix=None):
                     _fsync_path(os.path.join(root, file))
                 _fsync_path(root)
             _fsync_path(store)
-            mark.update(current=name, upgrading=old.get("format") == LEGACY_FORMAT or old.get("upgrading", False))
-            write_json_atomic(os.path.join(folder, MARKER), mark)  # the commit
+            write_json_atomic(os.path.join(folder, MARKER), _marker(kind, prefix, name, upgrading))  # the commit
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
         if prefix:
             _mirror_checkpoint(folder, prefix, name)
-        if mark["upgrading"]:  # from 0.1.0: its files go after the commit, the flag once they are gone
+        if upgrading:  # from 0.1.0: its files go after the commit, the flag once they are gone
             _drop_legacy(folder, kind, prefix)
-            write_json_atomic(os.path.join(folder, MARKER), mark | {"upgrading": False})
+            write_json_atomic(os.path.join(folder, MARKER), _marker(kind, prefix, name))
         _prune(store, keep={old.get("current"), name})
         if prefix:
             _prune(folder, keep=None)  # temp files only: the versions are in the checkpoint's own folder
@@ -320,178 +346,6 @@ def _prune(folder, keep):
         elif TEMP.fullmatch(name) and _is(path, stat.S_ISREG):
             with contextlib.suppress(OSError):
                 os.remove(path)
-
-
-# --- The commit-journal API of bert4sim 0.1.0, kept until its callers move to new_version (to be deleted) ---
-JOURNAL = ".bert4sim-commit.json"
-STAGING_PREFIX = ".bert4sim-tmp-"
-# Files earlier bert4sim versions wrote without a marker: such a folder is still ours.
-LEGACY_FILES = {
-    "vector-index": {"vectors.npy", "texts.json", "meta.json", "faiss.index"},
-    "similarity-model": {"encoder.keras", "seq2seq.keras", "vocab.txt", "similarity_model.json", "index"},
-}
-
-
-
-def _fsync_tree(root):
-    for folder, _, files in os.walk(root, topdown=False):
-        for name in files:
-            _fsync_path(os.path.join(folder, name))
-        _fsync_path(folder)
-
-
-
-def _journal_read_marker(folder):
-    """The ``.bert4sim.json`` marker of ``folder`` as a dict, or None when it has none."""
-    path = os.path.join(folder, MARKER)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            marker = json.load(f)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is damaged ({error}); remove it if the folder is yours") from None
-    if not isinstance(marker, dict) or not isinstance(marker.get("files"), list):
-        raise ValueError(f"{path} is not a bert4sim marker (no 'files' list)")
-    return marker
-
-
-def _pid_alive(name):
-    try:
-        pid = int(name[len(STAGING_PREFIX):].split("-")[0])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _apply(folder, journal):
-    """Play a commit journal to its end; each step can be repeated after a crash."""
-    staging = os.path.join(folder, journal["staging"])
-    new, trash = os.path.join(staging, "new"), os.path.join(staging, "trash")
-    os.makedirs(trash, exist_ok=True)
-    for name in journal["delete"]:
-        if os.path.lexists(os.path.join(folder, name)):
-            os.replace(os.path.join(folder, name), os.path.join(trash, name))
-    for name in journal["moves"]:
-        source = os.path.join(new, name)
-        if not os.path.lexists(source):
-            continue  # moved before the crash
-        target = os.path.join(folder, name)
-        if os.path.lexists(target):
-            os.replace(target, os.path.join(trash, name))
-        os.replace(source, target)
-    _fsync_path(folder)
-    os.remove(os.path.join(folder, JOURNAL))
-    _fsync_path(folder)
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def recover(folder):
-    """Finish a save that was interrupted after its commit point, and drop dead staging folders.
-
-    Every bert4sim loader calls this first, so a folder whose save was
-    killed loads as the old or the new copy. A no-op on a clean folder.
-
-    Example:
-        >>> recover("indexes/faq")
-    """
-    if not os.path.isdir(folder):
-        return
-    journal_path = os.path.join(folder, JOURNAL)
-    if os.path.isfile(journal_path):
-        try:
-            with open(journal_path, encoding="utf-8") as f:
-                journal = json.load(f)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"{journal_path}: damaged commit journal ({error})") from None
-        _apply(folder, journal)
-    for name in os.listdir(folder):
-        if name.startswith(STAGING_PREFIX) and not _pid_alive(name):
-            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-
-
-def _journal_check_writable(folder, kind):
-    """Raise unless ``folder`` may receive a ``kind`` save without losing anyone's files.
-
-    Example:
-        >>> check_writable("indexes/faq", "vector-index")
-    """
-    if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise FileExistsError(f"{folder} is a file, not a folder: refusing to replace it")
-    if not os.path.isdir(folder) or kind == "checkpoint":
-        return
-    entries = {name for name in os.listdir(folder) if not name.startswith((MARKER, JOURNAL, STAGING_PREFIX))}
-    if not entries:
-        return
-    marker = _journal_read_marker(folder)
-    if marker is None:
-        ours = LEGACY_FILES.get(kind, set())
-    elif marker.get("kind") != kind:
-        raise FileExistsError(f"{folder} holds a bert4sim {marker.get('kind')}, not a {kind}: "
-                              "refusing to overwrite it; choose another folder")
-    else:
-        ours = set(marker["files"])
-    foreign = sorted(entries - ours)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise FileExistsError(f"{folder} holds files bert4sim did not write ({shown}): refusing to overwrite "
-                              "it; choose another folder or empty this one")
-
-
-@contextlib.contextmanager
-def atomic_folder(folder, kind, keep_other_files=None):
-    """Context manager: write a save's files into the yielded staging folder; committed on exit.
-
-    ``kind`` names what is saved (``"vector-index"``, ``"similarity-model"``,
-    ``"checkpoint"``). Files of the earlier save that the new one does not
-    write are removed, except with ``keep_other_files=True`` (the default for
-    checkpoints, whose folder other files share). An exception inside the
-    block leaves the folder as it was.
-
-    Example:
-        >>> with atomic_folder("models/faq", "similarity-model") as staging:
-        ...     encoder.save(os.path.join(staging, "encoder.keras"))
-    """
-    folder = os.path.abspath(os.fspath(folder))
-    if keep_other_files is None:
-        keep_other_files = kind == "checkpoint"
-    _journal_check_writable(folder, kind)
-    recover(folder)
-    os.makedirs(folder, exist_ok=True)
-    staging = os.path.join(folder, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
-    new = os.path.join(staging, "new")
-    os.makedirs(new)
-    try:
-        yield new
-        written = sorted(os.listdir(new))
-        old = _journal_read_marker(folder)
-        old_files = set(old["files"]) if old else set()
-        if keep_other_files:
-            files = sorted(set(written) | {n for n in old_files if os.path.lexists(os.path.join(folder, n))})
-            delete = []
-        else:
-            files = written
-            previous = old_files or LEGACY_FILES.get(kind, set())
-            delete = sorted(n for n in previous - set(written) if os.path.lexists(os.path.join(folder, n)))
-        with open(os.path.join(new, MARKER), "w", encoding="utf-8") as f:
-            json.dump({"kind": kind, "files": files, "format": "bert4sim-folder-1"}, f, indent=2)
-        _fsync_tree(staging)
-        journal = {"staging": os.path.basename(staging), "moves": written + [MARKER], "delete": delete}
-        write_json_atomic(os.path.join(folder, JOURNAL), journal)  # the commit point
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _apply(folder, journal)
-
-
 
 
 def read_lines(path, what="file"):

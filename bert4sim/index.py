@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from bert4sim.checks import check_int, check_texts
-from bert4sim.files import atomic_folder, read_json, recover
+from bert4sim.files import new_version, read_current, read_json
 
 INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
 FAISS_FILE = "faiss.index"
@@ -155,17 +155,18 @@ class VectorIndex:
     def save(self, directory):
         """Write ``vectors.npy``, ``texts.json``, ``meta.json`` [+ ``faiss.index``] into ``directory``.
 
-        The save is atomic (:mod:`bert4sim.files`): a crash leaves the old
-        or the new index. A folder holding files bert4sim did not write is
-        refused (``FileExistsError``), as is a path naming a file. A built
-        faiss index is written in faiss's own binary format, so loading does
-        not rebuild it.
+        Each save is a new version folder made current by one atomic rename
+        (:mod:`bert4sim.files`): a crash leaves the old or the new index, and
+        readers always get a complete one. A folder that is not empty and
+        not a bert4sim index is refused (``FileExistsError``), as is a path
+        naming a file. A built faiss index is written in faiss's own binary
+        format, so loading does not rebuild it.
 
         Example:
             >>> index.save("indexes/faq")
         """
-        with atomic_folder(directory, "vector-index") as staging:
-            self._write(staging)
+        with new_version(directory, "vector-index") as path:
+            self._write(path)
         return directory
 
     def _write(self, folder):
@@ -186,6 +187,7 @@ class VectorIndex:
     def load(cls, directory, backend=None):
         """Read an index written by :meth:`save`; ``backend`` overrides the saved one.
 
+        Reads the folder's current version and changes nothing on disk.
         Everything is checked: the JSON files parse (errors name the file),
         vectors are finite unit rows of the recorded shape, texts are
         strings, one per vector.
@@ -195,7 +197,10 @@ class VectorIndex:
         """
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"index folder not found: {directory}")
-        recover(directory)
+        return read_current(directory, "vector-index", lambda path: cls._read(path, backend))
+
+    @classmethod
+    def _read(cls, directory, backend):
         for name in INDEX_FILES:
             if not os.path.isfile(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{os.path.join(directory, name)} not found: not a bert4sim index folder")

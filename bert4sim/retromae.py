@@ -131,13 +131,13 @@ class RetroMAE:
     def __init__(self, encoder, decoder, model, backbone):
         self.encoder, self.decoder, self.model, self.backbone = encoder, decoder, model, backbone
 
-    def save_encoder(self, checkpoint_path, config_path=None):
-        """Save the encoder alone (with its MLM head) as a Google-format checkpoint.
+    def save_encoder(self, checkpoint_path, config_path=None, vocab=None):
+        """Save the encoder alone (with its MLM head) as a Google-format checkpoint [+ ``vocab.txt``].
 
         Example:
-            >>> retromae.save_encoder("checkpoints/retromae/bert_model.ckpt")
+            >>> retromae.save_encoder("checkpoints/retromae/bert_model.ckpt", vocab=tokenizer.token_dict)
         """
-        return self.encoder.save_weights_as_checkpoint(checkpoint_path, config_path)
+        return self.encoder.save_weights_as_checkpoint(checkpoint_path, config_path, vocab=vocab)
 
 
 def build_retromae_model(

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from bert4sim.checkpoints import checkpoint_shapes, detect_model_type, read_config, resolve_checkpoint_path
 from bert4sim.checks import check_int, check_text, check_texts
-from bert4sim.files import atomic_folder, read_json, recover
+from bert4sim.files import new_version, read_current, read_json, read_marker
 from bert4sim.generation import CachedDecoder
 from bert4sim.heads import Pooling
 from bert4sim.index import VectorIndex, unit_rows
@@ -265,13 +265,14 @@ class SimilarityModel:
     def save(self, directory):
         """Save as a folder: ``encoder.keras`` [+ ``seq2seq.keras``], ``vocab.txt``, metadata [+ ``index/``].
 
-        Atomic, and refuses a folder holding files bert4sim did not write
+        A new version folder made current by one atomic rename; a folder that
+        is not empty and not a bert4sim SimilarityModel folder is refused
         (see :meth:`VectorIndex.save`).
 
         Example:
             >>> sim.save("models/faq"); sim = SimilarityModel.load("models/faq")
         """
-        with atomic_folder(directory, "similarity-model") as staging:
+        with new_version(directory, "similarity-model") as staging:
             self.encoder.save(os.path.join(staging, "encoder.keras"))
             if self.seq2seq is not None:
                 self.seq2seq.save(os.path.join(staging, "seq2seq.keras"))
@@ -289,12 +290,19 @@ class SimilarityModel:
     def load(cls, directory):
         """Load a folder written by :meth:`save` (or a Google checkpoint folder, see from_checkpoint).
 
+        Reads the folder's current version and changes nothing on disk.
+
         Example:
             >>> sim = SimilarityModel.load("models/faq")
         """
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"model folder not found: {directory}")
-        recover(directory)
+        if (read_marker(directory) or {}).get("kind") == "checkpoint":
+            return cls.from_checkpoint(directory)
+        return read_current(directory, "similarity-model", cls._read)
+
+    @classmethod
+    def _read(cls, directory):
         meta_path = os.path.join(directory, MODEL_META)
         if not os.path.isfile(meta_path):
             if os.path.isfile(os.path.join(directory, "bert_config.json")):
@@ -343,6 +351,13 @@ class SimilarityModel:
         """
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"checkpoint folder not found: {directory}")
+        options = dict(pooling=pooling, model=model, with_seq2seq=with_seq2seq, do_lower_case=do_lower_case,
+                       maxlen=maxlen, checkpoint_prefix=checkpoint_prefix, precision=precision)
+        return read_current(directory, "checkpoint", lambda version: cls._from_folder(version, **options))
+
+    @classmethod
+    def _from_folder(cls, directory, pooling, model, with_seq2seq, do_lower_case, maxlen, checkpoint_prefix,
+                     precision):
         config_path = os.path.join(directory, "bert_config.json")
         checkpoint = resolve_checkpoint_path(directory)
         names = checkpoint_shapes(checkpoint)

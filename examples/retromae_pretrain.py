@@ -132,11 +132,9 @@ def save_encoder(args, retromae, tokenizer):
 
     from bert4sim.models import build_transformer_model
     from bert4sim.sequences import sequence_padding
-    from bert4sim.tokenizers import save_vocab
 
     folder = os.path.join(args.output, "encoder")
-    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"))
-    save_vocab(os.path.join(folder, "vocab.txt"), tokenizer.token_dict)
+    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"), vocab=tokenizer.token_dict)
     print(f"saved the encoder alone (Google format), bert_config.json and vocab.txt in {os.path.abspath(folder)}")
     token_ids = sequence_padding([tokenizer.encode(t, maxlen=args.maxlen)[0] for t in ["信用卡怎么注销", "怎么修改收货地址"]])
     segment_ids = np.zeros_like(token_ids)

@@ -105,6 +105,7 @@ def main(argv=None):
     import keras
 
     from bert4sim.data import parse_ratio, read_passages, to_dataset
+    from bert4sim.files import claim
     from bert4sim.models import build_transformer_model, save_checkpoint
     from bert4sim.roformer_sim import mine_similar_pairs, noisy_source
     from bert4sim.simbert import read_synonym_groups, simbert_batches, simbert_training_model
@@ -141,7 +142,7 @@ def main(argv=None):
     def optimizer(rate, epochs):  # the original's constant rate when fine-tuning a released checkpoint
         total = None if args.config else steps * epochs
         return make_optimizer(rate, total_steps=total, warmup_ratio=0.05, global_clipnorm=args.clip_norm)
-    os.makedirs(args.output, exist_ok=True)
+    claim(args.output, "checkpoint", "bert_model.ckpt")  # before training puts its logs there; refuses others' folders
     histories = []
 
     print("stage 1: generation + contrastive loss, noisy sources")

@@ -21,7 +21,6 @@ SimilarityModel folder with a retrieval index (OUTPUT/similarity_model/, usable 
 """
 import argparse
 import os
-import shutil
 
 import numpy as np
 
@@ -174,8 +173,7 @@ def main(argv=None):
     report("after training", after)
 
     os.makedirs(args.output, exist_ok=True)
-    save_checkpoint(bert, os.path.join(args.output, "encoder", "bert_model.ckpt"))
-    shutil.copyfile(vocab, os.path.join(args.output, "encoder", "vocab.txt"))
+    save_checkpoint(bert, os.path.join(args.output, "encoder", "bert_model.ckpt"), vocab=tokenizer.token_dict)
     queries, corpus, _ = retrieval
     sim.build_index(list(corpus.values()))
     sim.save(os.path.join(args.output, "similarity_model"))

@@ -76,6 +76,7 @@ def train(args):
     import keras
 
     from bert4sim.data import to_dataset
+    from bert4sim.files import claim
     from bert4sim.precision import set_precision
     from bert4sim.simbert import read_synonym_groups, simbert_batches, simbert_training_model
     from bert4sim.tokenizers import Tokenizer, load_vocab
@@ -114,7 +115,7 @@ def train(args):
     dataset = to_dataset(lambda step: simbert_batches(groups, tokenizer, args.batch_size, args.maxlen,
                                                       seed=args.seed, length=length, start_step=step),
                          start_step=resume.start_step)
-    os.makedirs(args.output, exist_ok=True)
+    claim(args.output, "checkpoint", "bert_model.ckpt")  # before training puts its logs there; refuses others' folders
     callbacks = training_callbacks(os.path.join(args.output, "run"), tensorboard=not args.micro,
                                    backup_every=args.backup_every, resume=resume)
     history = trainer.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=2, shuffle=False,
