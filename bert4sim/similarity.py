@@ -353,11 +353,13 @@ class SimilarityModel:
             raise FileNotFoundError(f"checkpoint folder not found: {directory}")
         options = dict(pooling=pooling, model=model, with_seq2seq=with_seq2seq, do_lower_case=do_lower_case,
                        maxlen=maxlen, checkpoint_prefix=checkpoint_prefix, precision=precision)
-        return read_current(directory, "checkpoint", lambda version: cls._from_folder(version, **options))
+        return read_current(directory, "checkpoint", lambda version: cls._from_folder(
+            version, os.path.join(version if os.path.isfile(os.path.join(version, "vocab.txt")) else directory,
+                                  "vocab.txt"), **options))  # a vocab.txt put beside a save without one
 
     @classmethod
-    def _from_folder(cls, directory, pooling, model, with_seq2seq, do_lower_case, maxlen, checkpoint_prefix,
-                     precision):
+    def _from_folder(cls, directory, vocab_path, pooling, model, with_seq2seq, do_lower_case, maxlen,
+                     checkpoint_prefix, precision):
         config_path = os.path.join(directory, "bert_config.json")
         checkpoint = resolve_checkpoint_path(directory)
         names = checkpoint_shapes(checkpoint)
@@ -383,8 +385,8 @@ class SimilarityModel:
             vectors = Pooling(pooling, name="Pooling")([sequence, base.model.inputs[0]])
         encoder = keras.Model(base.model.inputs, vectors, name="encoder")
         seq2seq = keras.Model(base.model.inputs, outputs[-1], name="seq2seq") if with_seq2seq else None
-        tokenizer = Tokenizer(os.path.join(directory, "vocab.txt"), do_lower_case=do_lower_case)
-        check_vocab_size(tokenizer, encoder, os.path.join(directory, "vocab.txt"))
+        tokenizer = Tokenizer(vocab_path, do_lower_case=do_lower_case)
+        check_vocab_size(tokenizer, encoder, vocab_path)
         return cls(tokenizer, encoder, seq2seq, maxlen=maxlen, precision=precision)
 
 

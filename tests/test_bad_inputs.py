@@ -7,12 +7,14 @@ stderr, no traceback) or its defined behaviour. Nothing is accepted silently.
 import json
 import os
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from bert4sim.cli import main as cli_main
+from bert4sim.files import current_version
 from bert4sim.simbert import read_synonym_groups
 from bert4sim.models import ConfigError, build_transformer_model, save_checkpoint
 from bert4sim.similarity import SimilarityModel, VectorIndex
@@ -51,9 +53,15 @@ class Ctx:
 
     def copy(self, name):
         target = self.tmp / name
-        if not target.exists():
+        if not target.exists() and name in (B, R):  # a checkpoint folder as others ship it: its files at the top
+            shutil.copytree(current_version(str(self.root / name), "checkpoint"), target)
+        elif not target.exists():
             shutil.copytree(self.root / name, target)
         return target
+
+    def inner(self, name):
+        """The files of the copy's current version (the folder a save wrote), to damage."""
+        return Path(current_version(str(self.copy(name)), {"index": "vector-index", "model": "similarity-model"}[name]))
 
     def edit_json(self, path, change):
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -110,22 +118,22 @@ def vocab_lines(c, lines, raw=None):
 
 
 def index_with(c, vectors=None, texts=None, meta=None, raw=None):
-    folder = c.copy("index")
+    folder, where = c.copy("index"), c.inner("index")
     if vectors is not None:
-        np.save(folder / "vectors.npy", vectors, allow_pickle=True)
+        np.save(where / "vectors.npy", vectors, allow_pickle=True)
     if texts is not None:
-        (folder / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
+        (where / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     if meta is not None:
-        c.edit_json(folder / "meta.json", meta)
+        c.edit_json(where / "meta.json", meta)
     if raw is not None:
         for name, data in raw.items():
-            (folder / name).write_bytes(data)
+            (where / name).write_bytes(data)
     return str(folder)
 
 
 def model_with_vocab(c, lines):
-    folder = c.copy("model")
-    (folder / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    folder, where = c.copy("model"), c.inner("model")
+    (where / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(folder)
 
 
@@ -169,10 +177,10 @@ LONG = "今天天气很好，" * 150_000  # 1,050,000 characters
 CASES = [
     # --- saves that never destroy data
     ("index-save-foreign-folder", lambda c: c.sim.index.save(foreign_folder(c)),
-     Raises(FileExistsError, r"holds files bert4sim did not write \(a.txt, sub\)")),
+     Raises(FileExistsError, r"not a bert4sim folder \(no .bert4sim.json\) and not empty \(a.txt, sub\)")),
     ("index-save-onto-file", lambda c: c.sim.index.save(str(c.root / "corpus.txt")),
      Raises(FileExistsError, "corpus.txt is a file, not a folder")),
-    ("model-save-foreign-folder", lambda c: c.sim.save(foreign_folder(c)), Raises(FileExistsError, "did not write")),
+    ("model-save-foreign-folder", lambda c: c.sim.save(foreign_folder(c)), Raises(FileExistsError, "not a bert4sim folder")),
     ("model-save-into-index-folder", lambda c: c.sim.save(str(c.copy("index"))),
      Raises(FileExistsError, "holds a bert4sim vector-index, not a similarity-model")),
     ("index-save-into-model-folder", lambda c: c.sim.index.save(str(c.copy("model"))),
@@ -181,7 +189,7 @@ CASES = [
      Raises(FileExistsError, "is a file, not a folder")),
     ("cli-out-foreign-folder", lambda c: cli("index", "build", str(c.root / "corpus.txt"), "--model",
                                              str(c.root / B), "--out", foreign_folder(c)),
-     Exit2("did not write", after=still_there)),
+     Exit2("not a bert4sim folder", after=still_there)),
     ("cli-out-is-a-file", lambda c: cli("index", "build", str(c.root / "corpus.txt"), "--model", str(c.root / B),
                                         "--out", str(c.root / "corpus.txt")), Exit2("is a file, not a folder")),
     # --- checkpoint folders
@@ -287,9 +295,9 @@ CASES = [
     ("index-count-mismatch", lambda c: VectorIndex.load(index_with(c, vectors=unit_rows(n=5))),
      Raises(ValueError, r"is inconsistent: \(5, 16\) vectors, 6 texts")),
     ("index-vectors-missing", lambda c: VectorIndex.load(index_with(c, raw={}) if not os.remove(
-        c.copy("index") / "vectors.npy") else None), Raises(FileNotFoundError, "vectors.npy not found")),
+        c.inner("index") / "vectors.npy") else None), Raises(FileNotFoundError, "vectors.npy not found")),
     ("index-vectors-truncated", lambda c: VectorIndex.load(index_with(c, raw={}) if not truncate(
-        c.copy("index") / "vectors.npy", keep=100) else None), Raises(ValueError, "vectors.npy is not a readable")),
+        c.inner("index") / "vectors.npy", keep=100) else None), Raises(ValueError, "vectors.npy is not a readable")),
     ("index-vectors-pickled", lambda c: VectorIndex.load(index_with(c, vectors=np.array([{"a": 1}] * 6)[:, None]))
      , Raises(ValueError, "vectors.npy is not a readable .npy array")),
     ("index-meta-dim-string", lambda c: VectorIndex.load(index_with(c, meta=lambda m: m.update(dim="16"))),
@@ -306,16 +314,16 @@ CASES = [
      Raises(ValueError, "vector row 1 is zero or not finite")),
     # --- SimilarityModel folders
     ("model-meta-missing-key", lambda c: SimilarityModel.load(str(c.copy("model")) if not c.edit_json(
-        c.copy("model") / "similarity_model.json", lambda m: m.pop("maxlen")) else None),
+        c.inner("model") / "similarity_model.json", lambda m: m.pop("maxlen")) else None),
      Raises(ValueError, "similarity_model.json lacks key 'maxlen'")),
     ("model-meta-truncated", lambda c: SimilarityModel.load(str(c.copy("model")) if not truncate(
-        c.copy("model") / "similarity_model.json") else None), Raises(ValueError, r"similarity_model.json:\d+: not valid JSON")),
+        c.inner("model") / "similarity_model.json") else None), Raises(ValueError, r"similarity_model.json:\d+: not valid JSON")),
     ("model-encoder-damaged", lambda c: SimilarityModel.load(str(c.copy("model")) if not truncate(
-        c.copy("model") / "encoder.keras") else None), Raises(ValueError, "encoder.keras is not a loadable Keras model")),
+        c.inner("model") / "encoder.keras") else None), Raises(ValueError, "encoder.keras is not a loadable Keras model")),
     ("cli-model-vocab-longer", lambda c: cli("similar", "查询", "--model", model_with_vocab(c, VOCAB + ["多"])),
      Exit2("do not belong together")),
     ("cli-model-without-index", lambda c: cli("similar", "查询", "--model", str(c.copy("model")) if not shutil.rmtree(
-        c.copy("model") / "index") else None), Exit2("holds no index: pass --index")),
+        c.inner("model") / "index") else None), Exit2("holds no index: pass --index")),
     # --- corpus files
     ("cli-corpus-not-utf8", lambda c: cli("index", "build", corpus_file(c, "一\n".encode() + b"\xff\xfe\n"),
                                           "--model", str(c.root / B), "--out", str(c.tmp / "o")),

@@ -8,6 +8,7 @@ import keras
 import pytest
 
 from bert4sim.cli import main as cli_main
+from bert4sim.files import current_version
 from bert4sim.models import build_transformer_model, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +32,8 @@ def folders(tmp_path_factory):
 def test_index_build_then_similar(folders, capsys):
     ckpt, out = str(folders / "ckpt"), str(folders / "idx")
     assert cli_main(["index", "build", str(folders / "corpus.txt"), "--model", ckpt, "--out", out]) == 0
-    assert json.load(open(folders / "idx" / "meta.json"))["count"] == len(CORPUS)  # the blank line is skipped
+    meta = os.path.join(current_version(out, "vector-index"), "meta.json")
+    assert json.load(open(meta))["count"] == len(CORPUS)  # the blank line is skipped
     assert "indexed 7 sentences (32-d)" in capsys.readouterr().out
     assert cli_main(["similar", "查询余额", "--model", ckpt, "--index", out, "--topn", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -52,7 +54,7 @@ def test_faiss_backend_from_the_shell(folders, capsys):
     ckpt, out = str(folders / "ckpt"), str(folders / "faiss_idx")
     assert cli_main(["index", "build", str(folders / "corpus.txt"), "--model", ckpt, "--out", out,
                      "--backend", "faiss"]) == 0
-    assert (folders / "faiss_idx" / "faiss.index").is_file()
+    assert os.path.isfile(os.path.join(current_version(out, "vector-index"), "faiss.index"))
     capsys.readouterr()
     assert cli_main(["similar", "明天下雨吗", "--model", ckpt, "--index", out, "--topn", "1"]) == 0
     assert capsys.readouterr().out.strip().endswith("\t明天下雨吗")

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from bert4sim.files import current_version
 from bert4sim.heads import Pooling
 from bert4sim.models import build_transformer_model, save_checkpoint
 from bert4sim.similarity import SimilarityModel, VectorIndex
@@ -58,7 +59,8 @@ def test_gen_synonyms_dedupes_and_excludes_the_query(sim):
 def test_index_persistence_round_trip(sim, tmp_path):
     index = sim.build_index(CORPUS)
     index.save(str(tmp_path / "index"))
-    assert sorted(os.listdir(tmp_path / "index")) == [".bert4sim.json", "meta.json", "texts.json", "vectors.npy"]
+    assert sorted(os.listdir(current_version(str(tmp_path / "index"), "vector-index"))) == [
+        "meta.json", "texts.json", "vectors.npy"]
     loaded = VectorIndex.load(str(tmp_path / "index"))
     assert loaded.texts == CORPUS and loaded.model_id == sim.model_id
     np.testing.assert_array_equal(loaded.vectors, index.vectors)
@@ -110,7 +112,7 @@ def test_faiss_index_is_saved_and_ivf_trains_on_first_add(tmp_path):
     # nprobe = all 4 lists: the IVF search is exhaustive, so it equals the exact one
     np.testing.assert_array_equal(ivf.search(vectors[:20], topn=5)[1], exact.search(vectors[:20], topn=5)[1])
     ivf.save(str(tmp_path / "ivf"))
-    assert "faiss.index" in os.listdir(tmp_path / "ivf")
+    assert "faiss.index" in os.listdir(current_version(str(tmp_path / "ivf"), "vector-index"))
     loaded = VectorIndex.load(str(tmp_path / "ivf"))
     assert loaded._faiss is not None and loaded.faiss_factory == "IVF4,Flat" and loaded.search_breadth == 4
     np.testing.assert_array_equal(loaded.search(vectors[:20], topn=5)[1], exact.search(vectors[:20], topn=5)[1])
@@ -186,7 +188,8 @@ def test_auto_precision_is_the_default_and_is_decided_again_where_loaded(sim, tm
     assert (fast.requested_precision, fast.precision) == ("auto", "bfloat16")
     assert sim.encoder.get_layer("Transformer-0").attention.query_dense.matmul_dtype == "bfloat16"
     fast.save(str(tmp_path / "saved"))
-    meta = json.loads((tmp_path / "saved" / "similarity_model.json").read_text(encoding="utf-8"))
+    meta = json.loads(open(os.path.join(current_version(str(tmp_path / "saved"), "similarity-model"),
+                                        "similarity_model.json"), encoding="utf-8").read())
     assert meta["precision"] == "auto"
     monkeypatch.setenv(precision.PIN_VARIABLE, "float32")  # loaded where float32 is faster
     assert SimilarityModel.load(str(tmp_path / "saved")).precision == "float32"
