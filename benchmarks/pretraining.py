@@ -99,7 +99,6 @@ def pretrain(name, args, texts, tokenizer, steps):
 
     from bert4sim.retromae import (RetroMAECollator, build_retromae_model, retromae_batches, retromae_dataset,
                                    retromae_training_model)
-    from bert4sim.tokenizers import save_vocab
     from bert4sim.training import make_optimizer
 
     variant = VARIANTS[name]
@@ -117,9 +116,7 @@ def pretrain(name, args, texts, tokenizer, steps):
     history = trainer.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=1, shuffle=False)
     seconds = time.perf_counter() - start
     folder = os.path.join(args.out, name)
-    os.makedirs(folder, exist_ok=True)
-    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"))
-    save_vocab(os.path.join(folder, "vocab.txt"), tokenizer.token_dict)
+    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"), vocab=tokenizer.token_dict)
     losses = {k: float(v[-1]) for k, v in history.history.items()}
     return seconds, losses
 

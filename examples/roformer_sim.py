@@ -65,10 +65,16 @@ def load_teacher(args):
     """The frozen SimBERT encoder and its tokenizer (training one with examples/simbert.py if needed)."""
     import keras
 
+    from bert4sim.checkpoints import resolve_checkpoint_path
     from bert4sim.models import build_transformer_model
     from bert4sim.tokenizers import Tokenizer
 
-    if not os.path.isfile(os.path.join(args.teacher, "bert_model.ckpt.index")):
+    try:
+        resolve_checkpoint_path(args.teacher)
+        trained = os.path.isfile(os.path.join(args.teacher, "vocab.txt"))
+    except (OSError, ValueError):
+        trained = False
+    if not trained:
         import simbert
 
         print(f"no teacher in {args.teacher}: training the tiny SimBERT first")

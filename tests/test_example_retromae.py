@@ -30,7 +30,7 @@ def test_retromae_example_micro_run(tmp_path, capsys):
     assert {"encoder_loss", "decoder_loss"} <= set(history.history)
     retromae_pretrain.save_encoder(args, retromae, tokenizer)
     folder = os.path.join(out, "encoder")
-    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index"):
+    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt/checkpoint", "checkpoint"):  # bert4keras's paths
         assert os.path.isfile(os.path.join(folder, name))
     # The exported encoder alone gives the [CLS] vectors of the pre-training model.
     ids, segments = cls_inputs(tokenizer)

@@ -21,7 +21,7 @@ def test_simbert_example_micro_run(tmp_path, capsys):
     losses = history.history["loss"]
     assert losses[-1] < losses[0]
     assert {"seq2seq_loss", "similarity_loss"} <= set(history.history)
-    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index"):
+    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt/checkpoint", "checkpoint"):  # bert4keras's paths
         assert os.path.isfile(os.path.join(out, name))
     reloaded = build_transformer_model(os.path.join(out, "bert_config.json"), out, application="unilm",
                                        with_pool="linear")

@@ -6,7 +6,6 @@ to the end. After each kill this process reads the folder (reading changes nothi
 TensorFlow's state files of a checkpoint name a complete version, then saves again: the next save
 needs no recovery step and leaves no debris of the killed one.
 """
-import builtins  # noqa: F401  (patched in the child)
 import json
 import os
 import re

@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 
-from bert4sim import files
 from bert4sim.files import (FORMAT, KINDS, LEGACY_FORMAT, LOCK, MARKER, check_writable, current_version, new_version,
                             read_current, read_marker)
 
