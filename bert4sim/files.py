@@ -8,14 +8,15 @@ A bert4sim folder holds immutable version folders and a marker naming the curren
 A save (:func:`new_version`) writes a fresh ``vNNNNNN`` folder, fsyncs it and replaces the marker
 with ``os.replace``: that rename is the commit, so a kill at any instant leaves the old or the new
 version current, with nothing to recover. It then removes its own older versions, keeping two (the
-new one and the one it replaced). Saves into one folder take turns (``flock`` on ``.bert4sim.lock``).
-Loading (:func:`current_version`, :func:`read_current`) never writes, renames or deletes;
-:func:`read_current` reads again if a save replaced the version while it was being read.
+new one and the one it replaced) and any a reader holds: :func:`read_current` holds the version it
+reads with a shared ``flock`` on its folder, and a save renames a version away (then deletes it)
+only when it can take that lock exclusively, so readers always see one whole version. Saves into one
+folder take turns (``flock`` on ``.bert4sim.lock``). Loading never writes, renames or deletes.
 
 Trust: a folder is bert4sim's only if it holds a valid marker (known kind and format, plain names);
 a save into any other folder that is not empty is refused. No name read from a file steers a change:
 a save creates and removes only entries of its own patterns (real ``vNNNNNN`` folders, its temp
-files), never through a symbolic link.
+files, ``.bert4sim-old-vNNNNNN``), never through a symbolic link.
 
 Checkpoints keep TensorFlow's paths: the versions live in a folder named after the checkpoint, each
 a whole Google-format folder (``ckpt/bert_model.ckpt/v000007/bert_model.ckpt.index``, ``.data-*``,
@@ -48,6 +49,7 @@ FORMAT = "bert4sim-folder-2"
 LEGACY_FORMAT = "bert4sim-folder-1"  # bert4sim 0.1.0: files at the top of the folder
 KINDS = ("vector-index", "similarity-model", "checkpoint")
 VERSION = re.compile(r"v\d{6,}")
+OLD = re.compile(r"\.bert4sim-old-v\d{6,}")  # a version being removed
 TEMP = re.compile(r"(\.bert4sim\.json|checkpoint|bert_config\.json|vocab\.txt)\.tmp-[0-9a-f]{8}")
 CHECKPOINT_MIRRORS = ("bert_config.json", "vocab.txt")
 # What 0.1.0 wrote at the top of a folder (regular expressions of its fixed names).
@@ -176,23 +178,33 @@ def current_version(folder, kind):
 
 
 def read_current(folder, kind, read, attempts=10):
-    """``read(path)`` on the current version of ``folder``, again if a save replaced it meanwhile.
+    """``read(path)`` on the current version of ``folder``, which no save removes meanwhile.
+
+    The version is held with a shared ``flock`` on its folder while ``read``
+    runs (a save removes only versions no reader holds); changes nothing.
 
     Example:
         >>> texts = read_current("indexes/faq", "vector-index", lambda path: read_json(f"{path}/texts.json"))
     """
     for attempt in range(attempts):
-        path = None
         try:
             path = current_version(folder, kind)
-            return read(path)
-        except Exception:  # the version read (or named) may have been removed by two later saves
-            try:
-                moved = current_version(folder, kind) != path
-            except Exception:
-                moved = True
-            if attempt + 1 == attempts or not moved:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # also: removed between reading the marker and opening it
+            if attempt + 1 == attempts:
                 raise
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                whole = os.path.samestat(os.fstat(fd), os.stat(path))  # still there under its name
+            except FileNotFoundError:
+                whole = False
+            if whole:
+                return read(path)
+        finally:
+            os.close(fd)
+    raise FileNotFoundError(f"{folder}: each version {MARKER} named was removed before it could be opened")
 
 
 def check_writable(folder, kind, prefix=None):
@@ -338,11 +350,25 @@ def _drop_legacy(folder, kind, prefix):
 
 
 def _prune(folder, keep):
-    """Remove this folder's own versions not in ``keep`` (None: none) and temp files of killed saves."""
+    """Remove this folder's own versions not in ``keep`` (None: none) and no reader holds, and debris of killed saves.
+
+    A version is first renamed out of the way (``.bert4sim-old-vNNNNNN``), so
+    a reader finds it whole or not at all, then deleted.
+    """
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         if keep is not None and VERSION.fullmatch(name) and name not in keep and _is(path):
-            shutil.rmtree(path, ignore_errors=True)  # never follows a link inside
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a reader holds it: a later save removes it
+                os.rename(path, os.path.join(folder, f".bert4sim-old-{name}"))
+            except BlockingIOError:
+                continue
+            finally:
+                os.close(fd)
+            shutil.rmtree(os.path.join(folder, f".bert4sim-old-{name}"), ignore_errors=True)  # no link followed
+        elif OLD.fullmatch(name) and _is(path):
+            shutil.rmtree(path, ignore_errors=True)
         elif TEMP.fullmatch(name) and _is(path, stat.S_ISREG):
             with contextlib.suppress(OSError):
                 os.remove(path)

@@ -1,6 +1,6 @@
 """A SIGKILL at every stage of a bert4sim.files save leaves the old or the new version, with nothing to recover.
 
-The child counts its filesystem calls (os.open / mkdir / fsync / replace / remove / rmdir / unlink,
+The child counts its filesystem calls (os.open / mkdir / fsync / replace / rename / remove / rmdir / unlink,
 flock, open, shutil.rmtree) and kills itself (SIGKILL) at call N, for N = 1, 2, ... until a save runs
 to the end. After each kill this process reads the folder (reading changes nothing), checks that
 TensorFlow's state files of a checkpoint name a complete version, then saves again: the next save
@@ -35,7 +35,7 @@ def killing(function):
         return function(*args, **kwargs)
     return wrapped
 
-for name in ("open", "mkdir", "fsync", "replace", "remove", "rmdir", "unlink"):
+for name in ("open", "mkdir", "fsync", "replace", "rename", "remove", "rmdir", "unlink"):
     setattr(os, name, killing(getattr(os, name)))
 fcntl.flock, shutil.rmtree, builtins.open = killing(fcntl.flock), killing(shutil.rmtree), killing(builtins.open)
 with new_version(folder, kind, "bert_model.ckpt" if kind == "checkpoint" else None) as path:
@@ -133,7 +133,8 @@ def test_a_save_killed_at_every_stage_leaves_old_or_new(tmp_path, kind, start):
         store = os.path.join(folder, CKPT) if kind == "checkpoint" else folder
         versions = [n for n in os.listdir(store) if re.fullmatch(r"v\d{6}", n)]
         assert len(versions) <= 2 and current_version(folder, kind).endswith(max(versions)), versions
-        assert not [n for n in os.listdir(folder) if ".tmp-" in n or n.startswith(".bert4sim-tmp")]
+        assert not [n for n in os.listdir(folder) + os.listdir(store) if ".tmp-" in n or n.startswith(
+            (".bert4sim-tmp", ".bert4sim-old"))]
         if kind == "checkpoint":
             assert tf_state(os.path.join(folder, "checkpoint")) == "again"
             assert open(os.path.join(folder, "vocab.txt")).read() == "again"

@@ -77,6 +77,21 @@ def test_versions_pointer_and_keep_two(tmp_path):
     assert read_payload(os.path.join(folder, "v000002")) == "two"  # the previous version stays for slow readers
 
 
+def test_a_version_being_read_is_not_removed_by_later_saves(tmp_path):
+    folder = str(tmp_path / "idx")
+    save(folder, "vector-index", "one")
+
+    def slow_read(path):
+        for payload in ("two", "three", "four"):  # saves while this reader holds v000001
+            save(folder, "vector-index", payload)
+        return read_payload(path)
+
+    assert read_current(folder, "vector-index", slow_read) == "one"
+    assert sorted(n for n in os.listdir(folder) if n.startswith("v")) == ["v000001", "v000003", "v000004"]
+    save(folder, "vector-index", "five")  # no reader holds v000001 now
+    assert sorted(n for n in os.listdir(folder) if not n.startswith(".bert4sim.")) == ["v000004", "v000005"]
+
+
 def test_trailing_separator_means_that_folder(tmp_path):
     save(str(tmp_path / "ck1") + os.sep, "checkpoint")
     assert sorted(os.listdir(tmp_path)) == ["ck1"]
