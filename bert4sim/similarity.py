@@ -99,10 +99,11 @@ class SimilarityModel:
     precision in use, ``"auto"`` is what :meth:`save` records so a saved
     model decides again on the machine that loads it.
 
-    A saved model folder (:meth:`save`) holds ``encoder.keras`` [+
-    ``seq2seq.keras``], ``vocab.txt``, ``similarity_model.json`` (maxlen,
-    lower-casing, model id, precision) and, when one is attached, the index
-    folder ``index/`` (see :meth:`VectorIndex.save`).
+    Each version of a saved model folder (:meth:`save`, :mod:`bert4sim.files`)
+    holds ``encoder.keras`` [+ ``seq2seq.keras``], ``vocab.txt``,
+    ``similarity_model.json`` (maxlen, lower-casing, model id, precision)
+    and, when one is attached, the index folder ``index/`` (see
+    :meth:`VectorIndex.save`).
 
     Example:
         >>> sim = SimilarityModel.from_checkpoint("checkpoints/simbert_demo")
