@@ -51,6 +51,8 @@ setup(
         # comparison columns of the benchmarks; never needed at run time.
         "reference": ["torch==2.13.0", "transformers>=4.40", "sentence-transformers>=3.0"],
         "faiss": ["faiss-cpu>=1.8"],
+        # Reading a transformers pytorch_model.bin (torch.load(..., weights_only=True)); safetensors need no torch.
+        "torch": ["torch>=2.0"],
         # `bert4sim serve`: the HTTP JSON service (bert4sim.serving); httpx drives benchmarks/serve.py.
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27"],
     },

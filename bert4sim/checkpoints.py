@@ -24,6 +24,7 @@ Example:
 import json
 import os
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -319,9 +320,37 @@ def _full_name(prefix, name):
     return name if name.startswith("cls/") else f"{prefix}/{name}"
 
 
+def _open_weights(checkpoint_path):
+    """``(where, {name: shape}, read(name) -> array)`` of a checkpoint path or of in-memory ``{name: array}``.
+
+    In-memory weights (e.g. :class:`bert4sim.transformers_folder.ConvertedWeights`, a transformers
+    folder converted in memory) are named in messages by their ``source`` attribute."""
+    if isinstance(checkpoint_path, Mapping):
+        where = getattr(checkpoint_path, "source", "the in-memory weights")
+        return where, {name: tuple(np.shape(value)) for name, value in checkpoint_path.items()}, \
+            checkpoint_path.__getitem__
+    import tensorflow as tf
+
+    path = resolve_checkpoint_path(checkpoint_path)
+    reader, shapes = _reader(path)
+
+    def read(name):
+        try:
+            return reader.get_tensor(name)
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            raise ValueError(f"checkpoint {path}: cannot read {name} ({_first_line(error)}); "
+                             "its .data file is missing or truncated") from None
+
+    return path, shapes, read
+
+
 def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None,
                  allow_unused=False, ignore_invalid_weights=False):
     """Assign a Google-format checkpoint to ``mapping`` (``{name without scope: Keras variable}``).
+
+    ``checkpoint_path``: a checkpoint prefix, one of its files or its folder,
+    or in-memory ``{Google variable name: array}`` (a transformers folder
+    read by :func:`bert4sim.transformers_folder.read_transformers_folder`).
 
     ``keep_tokens`` selects vocabulary rows of the embedding and MLM bias;
     ``allow_missing_heads`` tolerates a checkpoint without the pooler or
@@ -338,10 +367,7 @@ def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads
     Example:
         >>> load_weights(transformer.variable_mapping(), "checkpoints/simbert/bert_model.ckpt")
     """
-    import tensorflow as tf
-
-    path = resolve_checkpoint_path(checkpoint_path)
-    reader, shapes = _reader(path)
+    path, shapes, read = _open_weights(checkpoint_path)
     prefix = prefix or _detect_prefix(shapes, path)
     problems, skipped = [], []
     for name, variable in mapping.items():
@@ -359,11 +385,7 @@ def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads
             )
             problems.append(f"variable {full_name} is missing from checkpoint {path}{hint}")
             continue
-        try:
-            value = reader.get_tensor(full_name)
-        except (tf.errors.OpError, ValueError, IndexError) as error:
-            raise ValueError(f"checkpoint {path}: cannot read {full_name} ({_first_line(error)}); "
-                             "its .data file is missing or truncated") from None
+        value = np.asarray(read(full_name))
         if keep_tokens is not None and name in VOCAB_VARIABLES:
             value = _select_rows(value, keep_tokens, full_name)
         if tuple(value.shape) != tuple(variable.shape):

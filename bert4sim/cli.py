@@ -5,10 +5,13 @@
     bert4sim index build CORPUS --model DIR --out DIR [--batch-size 64] [--backend faiss]
     bert4sim serve --model DIR [--index DIR] [--host 127.0.0.1 --port 8000]   (pip install "bert4sim[serve]")
     bert4sim export --model DIR --out DIR        (the encoder as a TensorFlow SavedModel)
+    bert4sim convert SRC OUT                     (transformers <-> Google format, numpy only)
 
-DIR is a SimilarityModel folder (SimilarityModel.save) or a Google-format checkpoint folder
-(bert_config.json, vocab.txt, bert_model.ckpt.*; BERT or RoFormer is read from it). CORPUS is a
-UTF-8 text file, one sentence a line. Errors are one line on stderr, exit status 2.
+DIR is a SimilarityModel folder (SimilarityModel.save), a Google-format checkpoint folder
+(bert_config.json, vocab.txt, bert_model.ckpt.*) or a transformers / sentence-transformers folder
+(config.json + model.safetensors or pytorch_model.bin; converted in memory); BERT or RoFormer is
+read from it. CORPUS is a UTF-8 text file, one sentence a line. Errors are one line on stderr,
+exit status 2.
 """
 import argparse
 import os
@@ -18,10 +21,11 @@ import sys
 def _model(args):
     from bert4sim.precision import resolve_precision
     from bert4sim.similarity import SimilarityModel
+    from bert4sim.transformers_folder import is_transformers_folder
 
     if not os.path.isdir(args.model):
         raise FileNotFoundError(f"model folder not found: {args.model}")
-    if os.path.isfile(os.path.join(args.model, "bert_config.json")):
+    if os.path.isfile(os.path.join(args.model, "bert_config.json")) or is_transformers_folder(args.model):
         return SimilarityModel.from_checkpoint(args.model, pooling=args.pooling, model=args.model_type,
                                                precision=args.precision, maxlen=args.maxlen)
     model = SimilarityModel.load(args.model)
@@ -96,8 +100,9 @@ def build_parser():
 
     def model_flags(p):
         p.add_argument("--model", required=True, help="SimilarityModel folder or checkpoint folder")
-        p.add_argument("--pooling", default="pooler", choices=["pooler", "cls", "mean", "max"],
-                       help="for checkpoint folders: how to get sentence vectors")
+        p.add_argument("--pooling", default=None, choices=["pooler", "cls", "mean", "max"],
+                       help="for checkpoint / transformers folders: how to get sentence vectors (default: the "
+                            "folder's sentence-transformers pooling, else the pooler)")
         p.add_argument("--model-type", default=None, choices=["bert", "roformer"],
                        help="for checkpoint folders (default: read from the checkpoint)")
         p.add_argument("--maxlen", type=int, default=None,
@@ -158,7 +163,21 @@ def build_parser():
                         "--precision bfloat16)")
     model_flags(export)
     export.set_defaults(func=_export)
+
+    convert = sub.add_parser("convert", help="convert BERT / RoFormer between transformers folders and "
+                                             "Google-format checkpoint folders (direction read from SRC)")
+    convert.add_argument("src", help="transformers folder (config.json + model.safetensors or pytorch_model.bin), "
+                                     "sentence-transformers folder (modules.json) or Google-format folder "
+                                     "(bert_config.json + bert_model.ckpt.*)")
+    convert.add_argument("out", help="output folder (new, empty, or an earlier conversion of the same kind)")
+    convert.set_defaults(func=_convert)
     return parser
+
+
+def _convert(args):
+    from bert4sim.convert import run
+
+    print(run(args))
 
 
 def main(argv=None):

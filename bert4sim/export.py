@@ -9,8 +9,8 @@ lower-casing, model id) travel with it so a client can tokenize the same way.
 """
 import json
 import os
-import shutil
-import tempfile
+
+from bert4sim.files import fresh_folder
 
 EXTRA = "assets.extra"
 
@@ -50,10 +50,7 @@ def export_saved_model(model, directory):
         tf.TensorSpec([None, None], tf.int32, name="token_ids"),
         tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
     ])
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with fresh_folder(directory) as staging:
         archive.write_out(staging, verbose=False)
         os.makedirs(os.path.join(staging, EXTRA), exist_ok=True)
         save_vocab(os.path.join(staging, EXTRA, "vocab.txt"), model.tokenizer.token_dict)
@@ -62,10 +59,4 @@ def export_saved_model(model, directory):
                 "inputs": ["token_ids", "segment_ids"], "outputs": ["vectors", "unit_vectors"]}
         with open(os.path.join(staging, EXTRA, "bert4sim.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, ensure_ascii=False, indent=1)
-        if os.path.isdir(directory):
-            os.rmdir(directory)  # empty, checked above
-        os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory

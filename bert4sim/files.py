@@ -322,6 +322,41 @@ def new_version(folder, kind, prefix=None):
         os.close(lock)
 
 
+@contextlib.contextmanager
+def fresh_folder(folder):
+    """Context manager for a folder in another program's layout: filled privately, renamed into place whole.
+
+    For outputs that must keep their files at the top (a SavedModel, a
+    transformers folder): ``folder`` must be missing or empty; the block
+    writes into a private sibling folder, which replaces ``folder`` only on a
+    clean exit, so a failure leaves nothing half-written.
+
+    Example:
+        >>> with fresh_folder("hf/simbert") as path:
+        ...     write_safetensors(os.path.join(path, "model.safetensors"), tensors)
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.lexists(folder) and (not _is(folder) or os.listdir(folder)):
+        raise FileExistsError(f"{folder} exists and is not an empty folder: refusing to replace it")
+    parent = os.path.dirname(folder)
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".bert4sim-new-{secrets.token_hex(6)}")
+    os.mkdir(staging)
+    try:
+        yield staging
+        for root, _, files in os.walk(staging, topdown=False):
+            for file in files:
+                _fsync_path(os.path.join(root, file))
+            _fsync_path(root)
+        if _is(folder):
+            os.rmdir(folder)  # empty, checked above
+        os.rename(staging, folder)
+        _fsync_path(parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _mirror_checkpoint(folder, prefix, name):
     """TF's state files and top-level copies, so TensorFlow and bert4keras read the new version."""
     _write_atomic(os.path.join(folder, prefix, "checkpoint"), f'model_checkpoint_path: "{name}/{prefix}"\n'.encode())

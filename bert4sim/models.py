@@ -10,6 +10,8 @@ Example:
     ...                                with_pool="linear", application="unilm", return_keras_model=False)
     >>> encoder = keras.Model(bert.model.inputs, bert.model.outputs[0])
 """
+import os
+
 import keras
 
 from bert4sim import checkpoints, layers as L
@@ -17,6 +19,7 @@ from bert4sim.checkpoints import (APPLICATIONS, BLOCK_VARIABLES, CONFIG_DEFAULTS
                                   HEAD_VARIABLES, MODELS, REQUIRED_CONFIG_KEYS, ConfigError, read_config)
 from bert4sim.heads import MLMBias, MLMTransform, Pooler
 from bert4sim.precision import set_matmul_dtype
+from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
 __all__ = ["ConfigError", "Transformer", "build_transformer_model", "save_checkpoint"]
 
@@ -279,7 +282,7 @@ class Transformer:
 def build_transformer_model(
     config_path=None,
     checkpoint_path=None,
-    model="bert",
+    model=None,
     application="encoder",
     with_pool=False,
     with_mlm=False,
@@ -306,17 +309,29 @@ def build_transformer_model(
     names it. ``ignore_invalid_weights=True`` keeps the initial value of
     checkpoint variables that are missing or of another shape.
 
+    ``model``: ``'bert'`` or ``'roformer'``; by default the config's
+    ``model_type``, else ``'bert'`` (bert4keras's default). A transformers or
+    sentence-transformers folder (``config.json`` + ``model.safetensors`` or
+    ``pytorch_model.bin``, BERT or RoFormer) may stand for ``config_path``
+    and/or ``checkpoint_path``: it is converted in memory
+    (:func:`bert4sim.transformers_folder.read_transformers_folder`), and given
+    as ``config_path`` alone it supplies the weights too.
+
     Example:
         >>> encoder = build_transformer_model(
         ...     "simbert/bert_config.json", "simbert/bert_model.ckpt",
         ...     with_pool="linear", application="unilm", keep_tokens=keep_tokens)
+        >>> roformer = build_transformer_model("models/roformer_chinese_sim_char_base", with_pool="linear")
         >>> tiny = build_transformer_model(vocab_size=100, hidden_size=64,
         ...     num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     """
     builder_keys = {"dropout_rate", "attention_dropout_rate", "name"}
     builder_args = {k: kwargs.pop(k) for k in list(kwargs) if k in builder_keys}
     matmul_dtype = kwargs.pop("matmul_dtype", None)
-    known = set(REQUIRED_CONFIG_KEYS) | set(CONFIG_DEFAULTS) | checkpoints.config_file_keys(config_path)
+    folder_config, config_path, checkpoint_path = _transformers_sources(config_path, checkpoint_path)
+    kwargs = {**folder_config, **kwargs}
+    known = (set(REQUIRED_CONFIG_KEYS) | set(CONFIG_DEFAULTS) | checkpoints.config_file_keys(config_path)
+             | set(folder_config))
     unknown = sorted(k for k in kwargs if k not in known)
     if unknown:
         raise TypeError(f"build_transformer_model got unknown keyword(s) {', '.join(map(repr, unknown))}: neither "
@@ -325,6 +340,8 @@ def build_transformer_model(
     config = read_config(config_path, **kwargs)
     if keep_tokens is not None:
         config["vocab_size"] = len(keep_tokens)
+    if model is None:
+        model = config.get("model_type") if config.get("model_type") in MODELS else "bert"
     transformer = Transformer(
         config,
         model=model,
@@ -347,6 +364,28 @@ def build_transformer_model(
     return transformer.model if return_keras_model else transformer
 
 
+
+
+def _transformers_sources(config_path, checkpoint_path):
+    """Read transformers folders given as config / checkpoint: ``(their config, config_path, checkpoint_path)``."""
+    config, read = {}, {}
+
+    def converted(folder):
+        key = os.path.abspath(folder)
+        if key not in read:
+            read[key] = read_transformers_folder(folder)
+        return read[key]
+
+    if config_path is not None and is_transformers_folder(config_path):
+        config, weights, _ = converted(config_path)
+        if checkpoint_path is None:
+            checkpoint_path = weights
+        config_path = None
+    if isinstance(checkpoint_path, (str, os.PathLike)) and is_transformers_folder(checkpoint_path):
+        folder_config, checkpoint_path, _ = converted(checkpoint_path)
+        if not config and config_path is None:
+            config = folder_config
+    return config, config_path, checkpoint_path
 
 
 def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert", vocab=None):

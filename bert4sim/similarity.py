@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert4sim.checkpoints import checkpoint_shapes, detect_model_type, read_config, resolve_checkpoint_path
+from bert4sim.checkpoints import (CONFIG_DEFAULTS, REQUIRED_CONFIG_KEYS, checkpoint_shapes, detect_model_type,
+                                  read_config, resolve_checkpoint_path)
 from bert4sim.checks import check_int, check_text, check_texts
 from bert4sim.files import new_version, read_current, read_json, read_marker
 from bert4sim.generation import CachedDecoder
@@ -29,6 +30,7 @@ from bert4sim.models import build_transformer_model
 from bert4sim.precision import resolve_precision, set_matmul_dtype
 from bert4sim.sequences import sequence_padding
 from bert4sim.tokenizers import Tokenizer, save_vocab
+from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
 MODEL_META = "similarity_model.json"
 
@@ -289,7 +291,7 @@ class SimilarityModel:
 
     @classmethod
     def load(cls, directory):
-        """Load a folder written by :meth:`save` (or a Google checkpoint folder, see from_checkpoint).
+        """Load a folder written by :meth:`save` (or a Google checkpoint / transformers folder, see from_checkpoint).
 
         Reads the folder's current version and changes nothing on disk.
 
@@ -306,9 +308,10 @@ class SimilarityModel:
     def _read(cls, directory):
         meta_path = os.path.join(directory, MODEL_META)
         if not os.path.isfile(meta_path):
-            if os.path.isfile(os.path.join(directory, "bert_config.json")):
+            if os.path.isfile(os.path.join(directory, "bert_config.json")) or is_transformers_folder(directory):
                 return cls.from_checkpoint(directory)
-            raise FileNotFoundError(f"{meta_path} not found: not a SimilarityModel folder or a checkpoint folder")
+            raise FileNotFoundError(f"{meta_path} not found: not a SimilarityModel folder, a checkpoint folder "
+                                    "or a transformers folder")
         meta = read_json(meta_path, dict)
         for key in ("maxlen", "do_lower_case", "model_id"):
             if key not in meta:
@@ -334,21 +337,26 @@ class SimilarityModel:
         return model
 
     @classmethod
-    def from_checkpoint(cls, directory, pooling="pooler", model=None, with_seq2seq=None,
-                        do_lower_case=True, maxlen=None, checkpoint_prefix=None, precision="auto"):
-        """Build from a Google-format checkpoint folder (bert_config.json, vocab.txt, bert_model.ckpt).
+    def from_checkpoint(cls, directory, pooling=None, model=None, with_seq2seq=None,
+                        do_lower_case=None, maxlen=None, checkpoint_prefix=None, precision="auto"):
+        """Build from a Google-format checkpoint folder (bert_config.json, vocab.txt, bert_model.ckpt)
+        or a transformers / sentence-transformers BERT or RoFormer folder (converted in memory).
 
         ``pooling``: ``'pooler'`` (SimBERT / RoFormer-Sim linear pooler),
-        ``'cls'``, ``'mean'`` or ``'max'``. ``with_seq2seq`` (default: when the
-        checkpoint has an MLM head) adds the UniLM generator. ``model``
-        (``'bert'`` / ``'roformer'``) is read from the folder when not given
-        (:func:`bert4sim.checkpoints.detect_model_type`). ``maxlen`` defaults to
-        64, or the model's position count when smaller. ``precision``: see
-        the class docstring.
+        ``'cls'``, ``'mean'`` or ``'max'``; by default the folder's own (a
+        sentence-transformers pooling, kept as ``"pooling"`` in a converted
+        ``bert_config.json``), else ``'pooler'``. ``with_seq2seq`` (default:
+        when the checkpoint has an MLM head) adds the UniLM generator.
+        ``model`` (``'bert'`` / ``'roformer'``) is read from the folder when
+        not given (:func:`bert4sim.checkpoints.detect_model_type`).
+        ``do_lower_case`` defaults to the folder's tokenizer setting, else
+        True. ``maxlen`` defaults to 64, or the model's position count when
+        smaller. ``precision``: see the class docstring.
 
         Example:
             >>> sim = SimilarityModel.from_checkpoint("checkpoints/chinese_simbert_L-12_H-768_A-12")
             >>> minilm = SimilarityModel.from_checkpoint("checkpoints/all-MiniLM-L6-v2", pooling="mean")
+            >>> text2vec = SimilarityModel.from_checkpoint("models/text2vec-base-chinese")  # its mean pooling
         """
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"checkpoint folder not found: {directory}")
@@ -361,22 +369,37 @@ class SimilarityModel:
     @classmethod
     def _from_folder(cls, directory, vocab_path, pooling, model, with_seq2seq, do_lower_case, maxlen,
                      checkpoint_prefix, precision):
-        config_path = os.path.join(directory, "bert_config.json")
-        checkpoint = resolve_checkpoint_path(directory)
-        names = checkpoint_shapes(checkpoint)
-        config = read_config(config_path)
+        if is_transformers_folder(directory):
+            config, checkpoint, vocab = read_transformers_folder(directory)
+            names, config_path, vocab_source = checkpoint, None, {token: i for i, token in enumerate(vocab)}
+            vocab_where = f"the vocabulary of {directory}"
+            config_keys = {k: v for k, v in config.items() if k in REQUIRED_CONFIG_KEYS or k in CONFIG_DEFAULTS}
+        else:
+            config_path = os.path.join(directory, "bert_config.json")
+            checkpoint = resolve_checkpoint_path(directory)
+            names = checkpoint_shapes(checkpoint)
+            config = read_config(config_path)
+            vocab_source = vocab_where = vocab_path
+            config_keys = {}
         model = model or detect_model_type(names, config)
         if maxlen is None:
             maxlen = 64 if model == "roformer" else min(64, config["max_position_embeddings"])
         if with_seq2seq is None:
             with_seq2seq = "cls/predictions/output_bias" in names
+        if pooling is None:
+            pooling = config.get("pooling", "pooler")
         if pooling not in ("pooler", "cls", "mean", "max"):
             raise ValueError(f"pooling must be 'pooler', 'cls', 'mean' or 'max', got {pooling!r}")
+        scope = checkpoint_prefix or ("roformer" if "roformer/embeddings/word_embeddings" in names else "bert")
+        if pooling == "pooler" and f"{scope}/pooler/dense/kernel" not in names:
+            raise ValueError(f"{directory} has no pooler ({scope}/pooler/dense): choose pooling 'cls', 'mean' "
+                             "or 'max' (CLI --pooling)")
         base = build_transformer_model(
             config_path, checkpoint, model=model,
             application="unilm" if with_seq2seq else "encoder",
             with_pool="linear" if pooling == "pooler" else False,
             with_mlm=bool(with_seq2seq), return_keras_model=False, checkpoint_prefix=checkpoint_prefix,
+            **config_keys,
         )
         outputs = base.model.outputs
         if pooling == "pooler":
@@ -386,8 +409,10 @@ class SimilarityModel:
             vectors = Pooling(pooling, name="Pooling")([sequence, base.model.inputs[0]])
         encoder = keras.Model(base.model.inputs, vectors, name="encoder")
         seq2seq = keras.Model(base.model.inputs, outputs[-1], name="seq2seq") if with_seq2seq else None
-        tokenizer = Tokenizer(vocab_path, do_lower_case=do_lower_case)
-        check_vocab_size(tokenizer, encoder, vocab_path)
+        if do_lower_case is None:
+            do_lower_case = config.get("do_lower_case", True) is not False
+        tokenizer = Tokenizer(vocab_source, do_lower_case=do_lower_case)
+        check_vocab_size(tokenizer, encoder, vocab_where)
         return cls(tokenizer, encoder, seq2seq, maxlen=maxlen, precision=precision)
 
 
