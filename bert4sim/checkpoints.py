@@ -60,6 +60,8 @@ EMBEDDING_VARIABLES = (
     ("embeddings/position_embeddings", "Embedding-Position", "embeddings"),
     ("embeddings/LayerNorm/gamma", "Embedding-Norm", "gamma"),
     ("embeddings/LayerNorm/beta", "Embedding-Norm", "beta"),
+    ("encoder/embedding_hidden_mapping_in/kernel", "Embedding-Mapping", "kernel"),  # embedding_size != hidden_size
+    ("encoder/embedding_hidden_mapping_in/bias", "Embedding-Mapping", "bias"),
 )
 BLOCK_VARIABLES = (
     ("encoder/layer_{i}/attention/self/query/kernel", "attention.query_dense.kernel"),
@@ -87,6 +89,8 @@ HEAD_VARIABLES = (
     ("cls/predictions/transform/LayerNorm/gamma", "MLM-Transform", "norm.gamma"),
     ("cls/predictions/transform/LayerNorm/beta", "MLM-Transform", "norm.beta"),
     ("cls/predictions/output_bias", "MLM-Bias", "bias"),
+    ("cls/seq_relationship/output_weights", "NSP-Proba", "output_weights"),
+    ("cls/seq_relationship/output_bias", "NSP-Proba", "output_bias"),
 )
 # Rows of these variables follow the vocabulary, so keep_tokens slices them.
 VOCAB_VARIABLES = ("embeddings/word_embeddings", "cls/predictions/output_bias")
@@ -213,8 +217,8 @@ def _first_line(error):
 _NOT_WEIGHTS = ("adam_m", "adam_v", "Adam", "Adam_1", "global_step", "_CHECKPOINTABLE_OBJECT_GRAPH")
 
 
-def _unused_variables(shapes, prefix, mapping):
-    used = {f"{prefix}/{name}" if not name.startswith("cls/") else name for name in mapping}
+def _unused_variables(shapes, prefix, mapping, unused_ok=()):
+    used = {f"{prefix}/{name}" if not name.startswith("cls/") else name for name in list(mapping) + list(unused_ok)}
     unused = []
     for name in sorted(shapes):
         if name in used or not name.startswith(prefix + "/") or name.split("/")[-1] in _NOT_WEIGHTS:
@@ -274,6 +278,81 @@ def _select_rows(value, keep_tokens, name):
             f"with {value.shape[0]} rows"
         )
     return value[keep]
+
+
+def compound_rows(value, compound_tokens, name):
+    """``value`` with one row appended per compound token: the (weighted) mean of the rows it lists.
+
+    bert4keras's ``compound_tokens``: each item is a list of ids (equal
+    weights) or an ``(ids, weights)`` pair; the ids index ``value`` as given
+    (after ``keep_tokens``). Applies to the token embedding and the MLM
+    output bias.
+
+    Example:
+        >>> compound_rows(np.eye(3, dtype="float32"), [[0, 1], ([2], [1.0])], "word_embeddings").shape
+        (5, 3)
+    """
+    rows = []
+    for item in compound_tokens:
+        if isinstance(item, list):
+            ids, weights = item, [1.0] * len(item)
+        elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(p, (list, tuple)) for p in item):
+            ids, weights = item
+        else:
+            raise ValueError(f"compound_tokens: each item must be a list of ids or an (ids, weights) pair, "
+                             f"got {item!r}")
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not ids.size or not np.issubdtype(ids.dtype, np.integer) or len(weights) != len(ids):
+            raise ValueError(f"compound_tokens item {item!r}: needs one or more integer ids and one weight each")
+        bad = ids[(ids < 0) | (ids >= value.shape[0])]
+        if bad.size:
+            raise ValueError(f"compound_tokens id {int(bad[0])} is out of range for {name} with {value.shape[0]} rows")
+        rows.append(np.average(value[ids].astype("float64"), axis=0, weights=np.asarray(weights, "float64")))
+    return np.concatenate([value, np.asarray(rows, value.dtype).reshape((-1,) + value.shape[1:])], axis=0)
+
+
+def orthogonally_resize(a, new_shape, window=2):
+    """Resize an array to ``new_shape`` by repeating windows of ``window`` entries and cropping, keeping its norm.
+
+    bert4keras's resize for ``autoresize_weights``: along each axis that
+    grows by a factor ``k``, the axis is cut into windows of ``window``
+    entries, each repeated ``k`` times; then every axis is cropped to its
+    new size and the result rescaled to the original Frobenius norm.
+
+    Example:
+        >>> orthogonally_resize(np.eye(4), (8, 8)).shape
+        (8, 8)
+    """
+    a = np.asarray(a)
+    if a.ndim != len(new_shape):
+        raise ValueError(f"orthogonally_resize: shape {a.shape} and new shape {tuple(new_shape)} differ in rank")
+    norm, slices = np.linalg.norm(a), []
+    for i, (old, new) in enumerate(zip(a.shape, new_shape)):
+        if old != new:
+            k = new // old + int(new % old != 0)
+            if k > 1:
+                if old % window:
+                    raise ValueError(f"orthogonally_resize: axis {i} of size {old} is not a multiple of the "
+                                     f"window {window}")
+                a = a.reshape(a.shape[:i] + (old // window, window) + a.shape[i + 1:])
+                a = np.repeat(a, k, axis=i)
+                a = a.reshape(a.shape[:i] + (old * k,) + a.shape[i + 2:])
+        slices.append(slice(None, new))
+    a = a[tuple(slices)]
+    return a / np.linalg.norm(a) * norm
+
+
+def _autoresize(name, value, shape, hidden_act):
+    """A checkpoint array of another shape resized as bert4keras's ``autoresize_weights`` does, rescaled per role."""
+    old = value.shape
+    value = orthogonally_resize(value, shape)
+    if "/attention/self/query/" in name or "/attention/self/key/" in name:
+        value = value * (shape[-1] / old[-1]) ** 0.25  # keeps q·k/sqrt(d) on the scale it had
+    elif "/intermediate/dense/" in name and hidden_act not in ("relu", "leaky_relu"):
+        value = value * np.sqrt(shape[-1] / old[-1])
+    elif "/intermediate/dense/" in name or ("/output/dense/" in name and "/attention/" not in name):
+        value = value * np.sqrt(old[0] / shape[0])
+    return value
 
 
 
@@ -345,7 +424,8 @@ def _open_weights(checkpoint_path):
 
 
 def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None,
-                 allow_unused=False, ignore_invalid_weights=False):
+                 allow_unused=False, ignore_invalid_weights=False, compound_tokens=None, autoresize=False,
+                 hidden_act=None, unused_ok=()):
     """Assign a Google-format checkpoint to ``mapping`` (``{name without scope: Keras variable}``).
 
     ``checkpoint_path``: a checkpoint prefix, one of its files or its folder,
@@ -362,7 +442,12 @@ def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads
     weight takes is an error unless ``allow_unused=True``; pooler / MLM heads
     of a model built without them, ``cls/`` training heads and optimizer
     slots are never counted. All problems are reported together, each naming
-    the variable and both shapes.
+    the variable and both shapes. ``compound_tokens`` appends rows after
+    ``keep_tokens`` (:func:`compound_rows`); ``autoresize`` resizes a
+    variable of another shape (:func:`orthogonally_resize`, rescaled as
+    bert4keras's ``autoresize_weights``; ``hidden_act`` is the model's FFN
+    activation); ``unused_ok`` names variables the model leaves out on
+    purpose (the segment table of a model without segments).
 
     Example:
         >>> load_weights(transformer.variable_mapping(), "checkpoints/simbert/bert_model.ckpt")
@@ -388,6 +473,10 @@ def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads
         value = np.asarray(read(full_name))
         if keep_tokens is not None and name in VOCAB_VARIABLES:
             value = _select_rows(value, keep_tokens, full_name)
+        if compound_tokens is not None and name in VOCAB_VARIABLES:
+            value = compound_rows(value, compound_tokens, full_name)
+        if autoresize and tuple(value.shape) != tuple(variable.shape) and value.ndim == len(variable.shape):
+            value = _autoresize(full_name, value, tuple(variable.shape), hidden_act)
         if tuple(value.shape) != tuple(variable.shape):
             if ignore_invalid_weights:
                 skipped.append(f"{full_name} of shape {tuple(variable.shape)} (checkpoint: {tuple(value.shape)})")
@@ -399,7 +488,7 @@ def load_weights(mapping, checkpoint_path, keep_tokens=None, allow_missing_heads
             continue
         variable.assign(value.astype(variable.dtype))
     if not allow_unused and not ignore_invalid_weights:
-        unused = _unused_variables(shapes, prefix, mapping)
+        unused = _unused_variables(shapes, prefix, mapping, unused_ok)
         if unused:
             shown = ", ".join(unused[:4]) + (f" and {len(unused) - 4} more" if len(unused) > 4 else "")
             problems.append(f"checkpoint {path} holds variables this model does not use: {shown} (does the "

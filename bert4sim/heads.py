@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from bert4sim.activations import get_activation, resolve_activation
-from bert4sim.layers import LAYER_NORM_EPSILON
+from bert4sim.layers import LAYER_NORM_EPSILON, apply_norm, layer_norm
 from bert4sim.precision import Dense, MatmulDtype
 
 _serializable = keras.saving.register_keras_serializable(package="bert4sim")
@@ -52,6 +52,9 @@ class Pooler(MatmulDtype, keras.layers.Layer):
     def call(self, inputs):
         return self.dense(inputs[:, 0])
 
+    def compute_mask(self, inputs, mask=None):
+        return None  # one vector per example: the sequence's mask does not apply
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
 
@@ -69,6 +72,12 @@ class Pooler(MatmulDtype, keras.layers.Layer):
 class MLMTransform(MatmulDtype, keras.layers.Layer):
     """The MLM head's transform: dense + activation + LayerNorm (``cls/predictions/transform``).
 
+    ``units`` is the width of the tied embedding (``embedding_size``; by
+    default the input's width). ``conditional=True`` makes the LayerNorm
+    conditional (``call(x, condition=...)``, see
+    :class:`bert4sim.normalization.LayerNormalization`). The input's mask
+    passes through.
+
     Example:
         >>> h = MLMTransform(activation="gelu")(sequence_output)
     """
@@ -81,36 +90,49 @@ class MLMTransform(MatmulDtype, keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         layer_norm_epsilon=LAYER_NORM_EPSILON,
         matmul_dtype=None,
+        units=None,
+        conditional=False,
+        condition_hidden_units=None,
+        condition_hidden_activation="linear",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.activation = resolve_activation(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.units = None if units is None else int(units)
+        self.conditional = bool(conditional)
+        self.condition_hidden_units = None if condition_hidden_units is None else int(condition_hidden_units)
+        self.condition_hidden_activation = resolve_activation(condition_hidden_activation)
         self.dense = None
-        self.norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="norm", dtype=self.dtype_policy
-        )
+        self.norm = layer_norm(self.conditional, self.layer_norm_epsilon, self.condition_hidden_units,
+                               self.condition_hidden_activation, self.kernel_initializer, name="norm",
+                               dtype=self.dtype_policy)
         self.matmul_dtype = matmul_dtype
+        self.supports_masking = True
 
-    def build(self, input_shape):
+    def build(self, inputs_shape, condition_shape=None):
+        units = self.units or inputs_shape[-1]
         self.dense = Dense(
-            input_shape[-1],
+            units,
             activation=get_activation(self.activation),
             kernel_initializer=self.kernel_initializer,
             name="dense",
             dtype=self.dtype_policy,
             matmul_dtype=self.matmul_dtype,
         )
-        self.dense.build(input_shape)
-        self.norm.build(input_shape)
+        self.dense.build(inputs_shape)
+        if self.conditional and condition_shape is None:
+            raise ValueError(f"{self.name!r} has a conditional LayerNorm: call it with condition=[batch, c]")
+        norm_shape = tuple(inputs_shape[:-1]) + (units,)
+        self.norm.build([norm_shape, condition_shape] if self.conditional else norm_shape)
         self.built = True
 
-    def call(self, inputs, kernels=None):
-        return self.norm(self.dense(inputs, kernels=kernels))
+    def call(self, inputs, kernels=None, condition=None):
+        return apply_norm(self.norm, self.dense(inputs, kernels=kernels), condition)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, inputs_shape, condition_shape=None):
+        return tuple(inputs_shape[:-1]) + (self.units or inputs_shape[-1],)
 
     def get_config(self):
         return {
@@ -119,6 +141,10 @@ class MLMTransform(MatmulDtype, keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "matmul_dtype": self.matmul_dtype,
+            "units": self.units,
+            "conditional": self.conditional,
+            "condition_hidden_units": self.condition_hidden_units,
+            "condition_hidden_activation": self.condition_hidden_activation,
         }
 
 
@@ -139,6 +165,7 @@ class MLMBias(keras.layers.Layer):
             raise ValueError(f"MLMBias activation must be 'softmax' or 'linear', got {activation!r}")
         self.units = int(units)
         self.activation = activation
+        self.supports_masking = True
 
     def build(self, input_shape):
         self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="output_bias")
@@ -155,6 +182,39 @@ class MLMBias(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation}
+
+
+@_serializable
+class NextSentence(keras.layers.Layer):
+    """BERT's next-sentence head: ``softmax(pooled · Wᵀ + b)`` over (is next, is random).
+
+    The weight is stored as the Google checkpoint stores it,
+    ``output_weights`` ``[2, hidden]`` (``cls/seq_relationship``), so it
+    loads and saves without transposing.
+
+    Example:
+        >>> probas = NextSentence(name="NSP-Proba")(pooled)   # [batch, 2]
+    """
+
+    def __init__(self, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.output_weights = self.add_weight(shape=(2, input_shape[-1]), initializer=self.kernel_initializer,
+                                              name="output_weights")
+        self.output_bias = self.add_weight(shape=(2,), initializer="zeros", name="output_bias")
+        self.built = True
+
+    def call(self, inputs):
+        logits = ops.matmul(inputs, ops.transpose(ops.cast(self.output_weights, inputs.dtype)))
+        return ops.softmax(logits + ops.cast(self.output_bias, inputs.dtype), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (2,)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
 @_serializable
@@ -191,6 +251,9 @@ class Pooling(keras.layers.Layer):
         if self.normalize:
             pooled = pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
         return pooled
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # one vector per example
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[0][-1])

@@ -1,282 +1,130 @@
-"""Transformer builders (BERT, RoFormer; encoder / unilm / lm) and their heads, bert4keras's API.
+"""``build_transformer_model`` and bert4keras's model classes (BERT, RoFormer, LM / UniLM masks), for BERT-family models.
 
-:func:`build_transformer_model` keeps bert4keras's signature; the builder
-object it returns with ``return_keras_model=False`` (:class:`Transformer`)
-exposes the layers for cached decoding and training heads, and reads /
-writes Google-format checkpoints through :mod:`bert4sim.checkpoints`.
+:func:`build_transformer_model` keeps bert4keras 0.11.5's signature and
+keywords; it builds a :class:`bert4sim.builder.Transformer` (BERT or
+RoFormer; encoder, ``unilm`` or ``lm``) and loads a Google-format checkpoint
+through :mod:`bert4sim.checkpoints`. :class:`BERT`, :class:`RoFormer`,
+:class:`LM_Mask`, :class:`UniLM_Mask` and the ``extend_with_*`` functions are
+bert4keras's names for the same builder; other bert4keras models (ALBERT,
+NEZHA, GPT, T5, ...) raise :class:`bert4sim.unprovided.NotProvidedError`
+naming an alternative.
 
 Example:
     >>> bert = build_transformer_model("simbert/bert_config.json", "simbert/bert_model.ckpt",
     ...                                with_pool="linear", application="unilm", return_keras_model=False)
     >>> encoder = keras.Model(bert.model.inputs, bert.model.outputs[0])
 """
+import inspect
 import os
 
-import keras
-
-from bert4sim import checkpoints, layers as L
-from bert4sim.checkpoints import (APPLICATIONS, BLOCK_VARIABLES, CONFIG_DEFAULTS, EMBEDDING_VARIABLES,
-                                  HEAD_VARIABLES, MODELS, REQUIRED_CONFIG_KEYS, ConfigError, read_config)
-from bert4sim.heads import MLMBias, MLMTransform, Pooler
+from bert4sim import checkpoints, unprovided
+from bert4sim.builder import BUILD_KEYWORDS, Transformer
+from bert4sim.checkpoints import CONFIG_DEFAULTS, REQUIRED_CONFIG_KEYS, ConfigError, read_config
 from bert4sim.precision import set_matmul_dtype
 from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
-__all__ = ["ConfigError", "Transformer", "build_transformer_model", "save_checkpoint"]
+__all__ = ["BERT", "ConfigError", "LM_Mask", "RoFormer", "Transformer", "UniLM_Mask", "build_transformer_model",
+           "extend_with_language_model", "extend_with_unified_language_model", "save_checkpoint"]
 
 
-def _get_attribute(obj, dotted):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-class Transformer:
-    """Builder for BERT / RoFormer Keras models (bert4keras's builder object).
-
-    Normally reached through :func:`build_transformer_model`; with
-    ``return_keras_model=False`` that function returns this object, whose
-    ``.model`` is the Keras model and whose attributes expose the layers
-    (``token_embedding``, ``blocks``, ``pooler``, ...) for cached decoding
-    and for pre-training heads.
+class BERT(Transformer):
+    """bert4keras's ``BERT`` builder class: :class:`Transformer` building a BERT (learned positions).
 
     Example:
-        >>> t = build_transformer_model(config_path, checkpoint_path, return_keras_model=False)
-        >>> t.model.summary(); t.save_weights_as_checkpoint("/tmp/out/bert_model.ckpt")
+        >>> bert = BERT(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        ...             intermediate_size=128, hidden_act="gelu", with_mlm=True)
+        >>> bert.build(); bert.model.summary()
     """
 
-    def __init__(
-        self,
-        config,
-        model="bert",
-        application="encoder",
-        with_pool=False,
-        with_mlm=False,
-        dropout_rate=None,
-        attention_dropout_rate=None,
-        name=None,
-    ):
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-        if application not in APPLICATIONS:
-            raise ValueError(f"application must be one of {APPLICATIONS}, got {application!r}")
-        if with_pool not in (False, True, "tanh", "linear", None):
-            raise ValueError(f"with_pool must be False, True, 'tanh' or 'linear', got {with_pool!r}")
-        if with_mlm not in (False, True, "softmax", "linear", None):
-            raise ValueError(f"with_mlm must be False, True, 'softmax' or 'linear', got {with_mlm!r}")
-        self.config = dict(config)
-        self.model_type = model
-        self.application = application
-        self.with_pool = with_pool or False
-        self.with_mlm = with_mlm or (application == "unilm")
-        self.dropout_rate = (
-            config["hidden_dropout_prob"] if dropout_rate is None else dropout_rate
-        )
-        self.attention_dropout_rate = (
-            config["attention_probs_dropout_prob"]
-            if attention_dropout_rate is None
-            else attention_dropout_rate
-        )
-        self.name = name or model
-        self.model = None
-        self.token_embedding = self.segment_embedding = self.position_embedding = None
-        self.embedding_norm = self.attention_mask = self.pooler = None
-        self.mlm_transform = self.mlm_bias = None
-        self.blocks = []
+    model_type = "bert"
 
-    # -- building -----------------------------------------------------------
 
-    @property
-    def initializer(self):
-        """A new truncated-normal initializer with the config's ``initializer_range`` (for heads added by scripts).
+class RoFormer(Transformer):
+    """bert4keras's ``RoFormer`` builder class: :class:`Transformer` building a RoFormer (rotary positions).
 
-        Example:
-            >>> head = keras.layers.Dense(2, kernel_initializer=bert.initializer)(bert.model.output)
-        """
-        return keras.initializers.TruncatedNormal(stddev=self.config["initializer_range"])
+    Example:
+        >>> roformer = RoFormer(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        ...                     intermediate_size=128, hidden_act="gelu")
+    """
 
-    def _make_layers(self):
-        c, init = self.config, self.initializer
-        self.token_embedding = L.TokenEmbedding(
-            c["vocab_size"], c["hidden_size"], init, name="Embedding-Token"
-        )
-        self.segment_embedding = keras.layers.Embedding(
-            c["type_vocab_size"], c["hidden_size"], embeddings_initializer=init, name="Embedding-Segment"
-        )
-        if self.model_type == "bert":
-            self.position_embedding = L.PositionEmbedding(
-                c["max_position_embeddings"], init, name="Embedding-Position"
-            )
-        self.embedding_norm = keras.layers.LayerNormalization(
-            epsilon=L.LAYER_NORM_EPSILON, name="Embedding-Norm"
-        )
-        self.embedding_dropout = keras.layers.Dropout(self.dropout_rate, name="Embedding-Dropout")
-        mode = {"encoder": "padding", "unilm": "unilm", "lm": "lm"}[self.application]
-        self.attention_mask = L.AttentionMask(mode, name="Attention-Mask")
-        self.blocks = [
-            L.TransformerBlock(
-                c["num_attention_heads"],
-                c["intermediate_size"],
-                hidden_act=c["hidden_act"],
-                dropout_rate=self.dropout_rate,
-                attention_dropout_rate=self.attention_dropout_rate,
-                use_rope=self.model_type == "roformer",
-                kernel_initializer=init,
-                name=f"Transformer-{i}",
-            )
-            for i in range(c["num_hidden_layers"])
-        ]
-        if self.with_pool:
-            activation = "linear" if self.with_pool == "linear" else "tanh"
-            self.pooler = Pooler(c["hidden_size"], activation, init, name="Pooler-Dense")
-        if self.with_mlm:
-            self.mlm_transform = MLMTransform(c["hidden_act"], init, name="MLM-Transform")
-            activation = "linear" if self.with_mlm == "linear" else "softmax"
-            self.mlm_bias = MLMBias(c["vocab_size"], activation, name="MLM-Bias")
+    model_type = "roformer"
 
-    def embed(self, token_ids, segment_ids, start_index=0, training=None):
-        """Embedding output (token + segment [+ position], LayerNorm, dropout).
 
-        Example:
-            >>> h = transformer.embed(token_ids, segment_ids, start_index=5)
-        """
-        x = self.token_embedding(token_ids)
-        x = x + self.segment_embedding(segment_ids)
-        if self.position_embedding is not None:
-            x = self.position_embedding(x, start_index=start_index)
-        x = self.embedding_norm(x)
-        return self.embedding_dropout(x, training=training)
+class LM_Mask:  # noqa: N801  (bert4keras's name)
+    """bert4keras's mixin for a causal (language-model) attention mask: ``class GPTLike(LM_Mask, BERT)``.
 
-    def mlm_logits(self, hidden, kernels=None, logits_only=True):
-        """The MLM head's float32 logits of ``hidden``: transform, tied token embedding, output bias.
+    Example:
+        >>> class CausalBERT(LM_Mask, BERT): pass
+    """
 
-        The one place the head is chained, for every caller: symbolic (building
-        models) or eager / traced. ``kernels`` (a
-        :class:`bert4sim.precision.KernelCopies`) supplies kernels cast once for
-        many calls; ``logits_only=False`` gives what the model outputs (the
-        softmax of a ``with_mlm='softmax'`` head).
+    application = "lm"
 
-        Example:
-            >>> logits = bert.mlm_logits(bert.blocks[-1].output)   # [batch, length, vocab]
-        """
-        hidden = self.mlm_transform(hidden, kernels=kernels)
-        return self.mlm_bias(self.token_embedding(hidden, reverse=True, kernels=kernels), logits_only=logits_only)
 
-    def heads(self, sequence_output):
-        """Apply the pooler / MLM heads; returns the outputs in bert4keras order."""
-        outputs = []
-        if self.pooler is not None:
-            outputs.append(self.pooler(sequence_output))
-        if self.mlm_transform is not None:
-            outputs.append(self.mlm_logits(sequence_output, logits_only=False))
-        if not outputs:
-            return sequence_output
-        return outputs[0] if len(outputs) == 1 else outputs
+class UniLM_Mask:  # noqa: N801
+    """bert4keras's mixin for UniLM's seq2seq attention mask (segment 0 bidirectional, segment 1 causal).
 
-    def build(self):
-        """Create the layers and the functional Keras model (``self.model``)."""
-        self._make_layers()
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="Input-Token")
-        segment_ids = keras.Input(shape=(None,), dtype="int32", name="Input-Segment")
-        mask = self.attention_mask([token_ids, segment_ids])
-        x = self.embed(token_ids, segment_ids)
-        for block in self.blocks:
-            x = block(x, attention_mask=mask)
-        self.model = keras.Model([token_ids, segment_ids], self.heads(x), name=self.name)
-        return self.model
+    Example:
+        >>> class Seq2SeqBERT(UniLM_Mask, BERT): pass
+    """
 
-    @classmethod
-    def from_model(cls, model):
-        """Recover the builder view of a Keras model built (or reloaded) by bert4sim.
+    application = "unilm"
 
-        Example:
-            >>> t = Transformer.from_model(keras.models.load_model("m.keras"))
-        """
-        names = {layer.name: layer for layer in model.layers}
-        if "Embedding-Token" not in names or "Transformer-0" not in names:
-            raise ValueError(
-                f"model {model.name!r} was not built by bert4sim.build_transformer_model "
-                "(no 'Embedding-Token' / 'Transformer-0' layers)"
-            )
-        blocks = []
-        while f"Transformer-{len(blocks)}" in names:
-            blocks.append(names[f"Transformer-{len(blocks)}"])
-        first, token = blocks[0], names["Embedding-Token"]
-        position = names.get("Embedding-Position")
-        config = {
-            "vocab_size": token.input_dim,
-            "hidden_size": token.output_dim,
-            "num_hidden_layers": len(blocks),
-            "num_attention_heads": first.num_heads,
-            "intermediate_size": first.intermediate_size,
-            "hidden_act": first.hidden_act,
-            "max_position_embeddings": position.max_length if position else 512,
-            "type_vocab_size": names["Embedding-Segment"].input_dim,
-            "hidden_dropout_prob": first.dropout_rate,
-            "attention_probs_dropout_prob": first.attention_dropout_rate,
-            "initializer_range": CONFIG_DEFAULTS["initializer_range"],
-        }
-        mode = names["Attention-Mask"].mode
-        pooler, mlm_bias = names.get("Pooler-Dense"), names.get("MLM-Bias")
-        self = cls(
-            config,
-            model="bert" if position is not None else "roformer",
-            application={"padding": "encoder", "unilm": "unilm", "lm": "lm"}[mode],
-            with_pool=False if pooler is None else pooler.activation,
-            with_mlm=False if mlm_bias is None else mlm_bias.activation,
-            name=model.name,
-        )
-        self.model = model
-        self.token_embedding, self.position_embedding = token, position
-        self.segment_embedding = names["Embedding-Segment"]
-        self.embedding_norm = names["Embedding-Norm"]
-        self.embedding_dropout = names["Embedding-Dropout"]
-        self.attention_mask, self.blocks, self.pooler = names["Attention-Mask"], blocks, pooler
-        self.mlm_transform, self.mlm_bias = names.get("MLM-Transform"), mlm_bias
-        return self
 
-    # -- checkpoint IO --------------------------------------------------------
+def _extend(base, mixin, name):
+    if not (isinstance(base, type) and issubclass(base, Transformer)):
+        raise TypeError(f"{name} extends a bert4sim builder class (BERT, RoFormer or a subclass), got {base!r}")
+    return type(f"{mixin.__name__.replace('_Mask', '')}{base.__name__}", (mixin, base), {})
 
-    def variable_mapping(self):
-        """``{checkpoint name (without prefix): Keras variable}`` for this model.
 
-        Example:
-            >>> sorted(t.variable_mapping())[:2]
-            ['cls/predictions/output_bias', 'cls/predictions/transform/LayerNorm/beta']
-        """
-        layers = {layer.name: layer for layer in self.model.layers}
-        mapping = {}
-        for name, layer_name, attribute in EMBEDDING_VARIABLES + HEAD_VARIABLES:
-            if layer_name in layers:
-                mapping[name] = _get_attribute(layers[layer_name], attribute)
-        for i, block in enumerate(self.blocks):
-            for name, attribute in BLOCK_VARIABLES:
-                mapping[name.format(i=i)] = _get_attribute(block, attribute)
-        return mapping
+def extend_with_language_model(BaseModel):  # noqa: N803
+    """bert4keras's factory: ``BaseModel`` with a causal attention mask and its MLM head (``application='lm'``).
 
-    def load_weights_from_checkpoint(
-        self, checkpoint_path, keep_tokens=None, allow_missing_heads=False, prefix=None, allow_unused=False,
-        ignore_invalid_weights=False,
-    ):
-        """Load a Google-format checkpoint into the model (options: :func:`bert4sim.checkpoints.load_weights`).
+    Example:
+        >>> LanguageModel = extend_with_language_model(BERT)
+    """
+    return _extend(BaseModel, LM_Mask, "extend_with_language_model")
 
-        Example:
-            >>> t.load_weights_from_checkpoint("checkpoints/simbert/bert_model.ckpt")
-        """
-        checkpoints.load_weights(self.variable_mapping(), checkpoint_path, keep_tokens, allow_missing_heads,
-                                 prefix, allow_unused, ignore_invalid_weights)
-        return self
 
-    def save_weights_as_checkpoint(self, checkpoint_path, config_path=None, prefix="bert", vocab=None):
-        """Save the weights as a Google-format checkpoint (+ ``bert_config.json`` [+ ``vocab.txt``]).
+def extend_with_unified_language_model(BaseModel):  # noqa: N803
+    """bert4keras's factory: ``BaseModel`` with UniLM's seq2seq mask and its MLM head (``application='unilm'``).
 
-        The result loads with :func:`build_transformer_model` and with
-        bert4keras; see :func:`bert4sim.checkpoints.save_weights`.
+    Example:
+        >>> UnifiedLanguageModel = extend_with_unified_language_model(RoFormer)
+    """
+    return _extend(BaseModel, UniLM_Mask, "extend_with_unified_language_model")
 
-        Example:
-            >>> t.save_weights_as_checkpoint("out/bert_model.ckpt", vocab=tokenizer.token_dict)
-        """
-        return checkpoints.save_weights(self.variable_mapping(), self.config, checkpoint_path, config_path,
-                                        prefix, vocab)
+
+MODEL_CLASSES = {"bert": BERT, "roberta": BERT, "roformer": RoFormer}
+_BUILDER_KEYWORDS = set(inspect.signature(Transformer.__init__).parameters) - {"self", "config", "model",
+                                                                               "application"}
+# bert4keras's keyword names that stand for config keys: when not given, they come from the config
+_ALIASES = {"max_position": "max_position_embeddings", "segment_vocab_size": "type_vocab_size",
+            "dropout_rate": "hidden_dropout_prob", "attention_dropout_rate": "attention_probs_dropout_prob"}
+
+
+def _model_class(model, application):
+    if isinstance(model, str):
+        key = model.lower()
+        if key not in MODEL_CLASSES:
+            message = f"model must be one of {sorted(MODEL_CLASSES)} (or a builder class), got {model!r}"
+            if key in unprovided.NOT_PROVIDED_MODELS:
+                name = unprovided.NOT_PROVIDED_MODELS[key]
+                message += (f": bert4sim does not provide bert4keras's {name}; instead: "
+                            f"{unprovided.NOT_PROVIDED['models'][name]}")
+            raise ValueError(message)
+        cls = MODEL_CLASSES[key]
+    elif isinstance(model, type) and issubclass(model, Transformer):
+        cls = model
+    else:
+        raise TypeError(f"model must be a name or a bert4sim builder class (BERT, RoFormer, ...), got {model!r}")
+    application = str(application).lower()
+    if application not in checkpoints.APPLICATIONS:
+        raise ValueError(f"application must be one of {checkpoints.APPLICATIONS}, got {application!r}")
+    if application == "lm":
+        return extend_with_language_model(cls)
+    if application == "unilm":
+        return extend_with_unified_language_model(cls)
+    return cls
 
 
 def build_transformer_model(
@@ -284,30 +132,37 @@ def build_transformer_model(
     checkpoint_path=None,
     model=None,
     application="encoder",
-    with_pool=False,
-    with_mlm=False,
-    keep_tokens=None,
     return_keras_model=True,
     allow_missing_heads=False,
     checkpoint_prefix=None,
     allow_unused=False,
-    ignore_invalid_weights=False,
+    matmul_dtype=None,
     **kwargs,
 ):
-    """Build a BERT or RoFormer model and optionally load a Google checkpoint.
+    """Build a BERT or RoFormer model and optionally load a Google checkpoint (bert4keras's function).
 
-    The bert4keras signature: inputs are ``[token_ids, segment_ids]``;
-    outputs are the sequence output, or the pooled vector (``with_pool``),
-    or MLM probabilities (``with_mlm``; ``application='unilm'`` implies it),
-    or ``[pooled, mlm]``. Keyword arguments override or supply config keys
-    (``vocab_size``, ``hidden_size``, ...), plus ``dropout_rate``,
-    ``attention_dropout_rate``, ``name`` and ``matmul_dtype``
-    (``"bfloat16"``: matrix products in bfloat16, everything else float32,
-    see :func:`bert4sim.layers.set_matmul_dtype`). A checkpoint variable
-    the model does not take (a layer beyond ``num_hidden_layers``) is an
-    error unless ``allow_unused=True``; any other keyword is an error that
-    names it. ``ignore_invalid_weights=True`` keeps the initial value of
-    checkpoint variables that are missing or of another shape.
+    Inputs are ``[token_ids, segment_ids]`` (fewer with
+    ``segment_vocab_size=0``, one more with ``custom_position_ids``, then
+    ``additional_input_layers``); outputs are the sequence output, or the
+    pooled vector (``with_pool``; the NSP probabilities with ``with_nsp``),
+    or MLM probabilities (``with_mlm``; ``application='unilm'`` and ``'lm'``
+    always have it, as in bert4keras), or ``[pooled, mlm]``; sequence and
+    MLM outputs carry the padding mask as a Keras mask. Keyword arguments
+    override or supply config keys (``vocab_size``, ``num_hidden_layers``,
+    ...) and take every option of bert4keras's BERT / RoFormer builders
+    (:class:`bert4sim.builder.Transformer`: ``keep_tokens``,
+    ``compound_tokens``, ``embedding_size``, ``custom_position_ids``,
+    ``hierarchical_position``, ``residual_attention_scores``, ``prefix``,
+    ...) and of its ``build`` (``layer_norm_cond``,
+    ``layer_norm_cond_hidden_size``, ``layer_norm_cond_hidden_act``,
+    ``additional_input_layers``); ``model`` may also be a builder class.
+    bert4sim's own: ``matmul_dtype`` (``"bfloat16"``: matrix products in
+    bfloat16, see :func:`bert4sim.precision.set_matmul_dtype`),
+    ``allow_missing_heads``, ``checkpoint_prefix`` and ``allow_unused`` (a
+    checkpoint variable the model does not take is an error without it).
+    ``ignore_invalid_weights=True`` keeps the initial value of checkpoint
+    variables that are missing or of another shape. Any other keyword is an
+    error that names it.
 
     ``model``: ``'bert'`` or ``'roformer'``; by default the config's
     ``model_type``, else ``'bert'`` (bert4keras's default). A transformers or
@@ -325,45 +180,30 @@ def build_transformer_model(
         >>> tiny = build_transformer_model(vocab_size=100, hidden_size=64,
         ...     num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     """
-    builder_keys = {"dropout_rate", "attention_dropout_rate", "name"}
-    builder_args = {k: kwargs.pop(k) for k in list(kwargs) if k in builder_keys}
-    matmul_dtype = kwargs.pop("matmul_dtype", None)
+    build_args = {k: kwargs.pop(k) for k in BUILD_KEYWORDS if k in kwargs}
     folder_config, config_path, checkpoint_path = _transformers_sources(config_path, checkpoint_path)
     kwargs = {**folder_config, **kwargs}
     known = (set(REQUIRED_CONFIG_KEYS) | set(CONFIG_DEFAULTS) | checkpoints.config_file_keys(config_path)
              | set(folder_config))
-    unknown = sorted(k for k in kwargs if k not in known)
+    unknown = sorted(k for k in kwargs if k not in known and k not in _BUILDER_KEYWORDS)
     if unknown:
         raise TypeError(f"build_transformer_model got unknown keyword(s) {', '.join(map(repr, unknown))}: neither "
-                        f"an option ({', '.join(sorted(builder_keys | {'matmul_dtype', 'ignore_invalid_weights'}))}, "
+                        f"an option ({', '.join(sorted(_BUILDER_KEYWORDS | set(BUILD_KEYWORDS)))}, matmul_dtype, "
                         f"...) nor a config key ({', '.join(sorted(known))})")
+    options = {k: kwargs.pop(k) for k in list(kwargs) if k in _BUILDER_KEYWORDS and k not in known}
     config = read_config(config_path, **kwargs)
-    if keep_tokens is not None:
-        config["vocab_size"] = len(keep_tokens)
-    if model is None:
-        model = config.get("model_type") if config.get("model_type") in MODELS else "bert"
-    transformer = Transformer(
-        config,
-        model=model,
-        application=application,
-        with_pool=with_pool,
-        with_mlm=with_mlm,
-        **builder_args,
-    )
-    transformer.build()
-    set_matmul_dtype(transformer.model, matmul_dtype)
+    for option, key in _ALIASES.items():
+        if options.get(option) is None and key in config:
+            options[option] = config[key]
+    if model is None:  # the config's model_type (a converted transformers folder has one), else bert4keras's default
+        model = config.get("model_type") if config.get("model_type") in MODEL_CLASSES else "bert"
+    builder = _model_class(model, application)(**config, **options)
+    builder.build(**build_args)
+    set_matmul_dtype(builder.model, matmul_dtype)
     if checkpoint_path is not None:
-        transformer.load_weights_from_checkpoint(
-            checkpoint_path,
-            keep_tokens=keep_tokens,
-            allow_missing_heads=allow_missing_heads,
-            prefix=checkpoint_prefix,
-            allow_unused=allow_unused,
-            ignore_invalid_weights=ignore_invalid_weights,
-        )
-    return transformer.model if return_keras_model else transformer
-
-
+        builder.load_weights_from_checkpoint(checkpoint_path, allow_missing_heads=allow_missing_heads,
+                                             prefix=checkpoint_prefix, allow_unused=allow_unused)
+    return builder.model if return_keras_model else builder
 
 
 def _transformers_sources(config_path, checkpoint_path):
@@ -401,4 +241,4 @@ def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert", voc
     return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix, vocab=vocab)
 
 
-# --- Sentence encoders ---
+__getattr__ = unprovided.module_getattr("models")
