@@ -1,341 +1,64 @@
-"""bert4keras-compatible backend: ``keras``, ``K`` and bert4keras's tensor helpers.
+"""bert4keras's ``backend``: ``keras``, ``K`` and bert4keras's tensor helpers, for Keras 3.
 
 ``from bert4sim.backend import keras, K`` gives a bert4keras script what
-``from bert4keras.backend import keras, K`` gave it: ``keras`` is Keras 3
-itself, and ``K`` is a namespace of the Keras 2 backend functions such
-scripts call (``K.sum``, ``K.batch_dot``, ``K.sparse_categorical_crossentropy``
-...), each written on ``keras.ops`` with Keras 2's argument order and
-defaults. Nothing in Keras or TensorFlow is modified.
+``from bert4keras.backend import keras, K`` gave it: ``keras`` is a namespace
+over Keras 3 whose ``Model`` also takes Keras 2's nested-list inputs
+(:mod:`bert4sim.compat.keras_namespace`), and ``K`` a namespace of the Keras 2
+backend functions such scripts call, written on ``keras.ops``
+(:mod:`bert4sim.compat.keras2_backend`). The helpers below keep bert4keras's
+names and meanings; those the model code also uses (RoPE, sinusoidal
+embeddings, GELU, attention normalization) are bert4sim's own functions.
+Nothing in Keras or TensorFlow is modified (bert4keras installed its helpers
+on ``keras.backend`` and replaced Keras's global pooling layers).
 
 Example:
     >>> from bert4sim.backend import K
     >>> float(K.sum(K.constant([[1.0, 2.0], [3.0, 4.0]])))
     10.0
 """
-import types
+import functools
+import os
 
-import keras
+import keras as _keras
 import numpy as np
 from keras import ops
 
-from bert4sim.activations import set_gelu  # noqa: F401  (bert4keras's backend exported it)
+from bert4sim import unprovided
+from bert4sim.activations import gelu_erf, gelu_tanh, set_gelu  # noqa: F401  (bert4keras's backend exported them)
+from bert4sim.attention import apply_rotary_position_embeddings  # noqa: F401
+from bert4sim.attention import attention_normalize as _attention_normalize
+from bert4sim.compat.keras2_backend import (K, flatten, infinity, piecewise_linear, reshape,  # noqa: F401
+                                            set_infinity, symbolic, where)
+from bert4sim.compat.keras_namespace import keras
+from bert4sim.embeddings import sinusoidal_embeddings
 
-_INFINITY = [1e12]
+# bert4sim behaves as bert4keras did under TF_KERAS=1 (the tf.keras branch: the *_v2 optimizers, ...)
+is_tf_keras = True
+# bert4keras's switch for gradient checkpointing (RECOMPUTE=1), read once at import as bert4keras did
+do_recompute = os.environ.get("RECOMPUTE", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def infinity():
-    """The "large number" bert4keras uses for masking (1e12 unless :func:`set_infinity` changed it).
+# --- bert4keras's own tensor helpers -----------------------------------------
+
+
+def dtype(x):
+    """The dtype name of ``x``, or None when it has none (a Python number): bert4keras's tolerant ``K.dtype``.
 
     Example:
-        >>> x = x - (1 - mask) * infinity()
+        >>> dtype(K.constant([1.0])), dtype(3)
+        ('float32', None)
     """
-    return _INFINITY[0]
-
-
-def set_infinity(value):
-    """Change what :func:`infinity` returns (bert4keras's ``K.set_infinity``).
-
-    Example:
-        >>> set_infinity(1e4)  # finite in float16
-    """
-    _INFINITY[0] = value
-
-
-# --- Keras 2 backend functions on keras.ops ---------------------------------
+    value = getattr(x, "dtype", None)
+    return None if value is None else _keras.backend.standardize_dtype(value)
 
 
 def _dtype(x):
-    return keras.backend.standardize_dtype(x.dtype)
+    return dtype(x) or dtype(ops.convert_to_tensor(x))
 
 
 def _ndim(x):
     return len(x.shape)
 
-
-def _int_shape(x):
-    return tuple(x.shape)
-
-
-def _constant(value, dtype=None, shape=None, name=None):
-    value = np.asarray(value, dtype=dtype or keras.config.floatx())
-    if shape is not None:
-        value = np.broadcast_to(value, shape)
-    return ops.convert_to_tensor(value)
-
-
-def _cast(x, dtype):
-    return ops.cast(x, dtype)
-
-
-def _reduce(op):
-    def reduce(x, axis=None, keepdims=False):
-        return op(x, axis=axis, keepdims=keepdims)
-
-    reduce.__name__ = op.__name__
-    return reduce
-
-
-def _std(x, axis=None, keepdims=False):
-    return ops.std(x, axis=axis, keepdims=keepdims)
-
-
-def _var(x, axis=None, keepdims=False):
-    return ops.var(x, axis=axis, keepdims=keepdims)
-
-
-def _l2_normalize(x, axis=None):
-    # tf.math.l2_normalize: x / sqrt(max(sum(x**2), 1e-12)); axis None = all axes
-    squares = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squares, 1e-12))
-
-
-def _dot(x, y):
-    """Keras 2 ``K.dot``: the last axis of x with the second-to-last of y (the only axis of a 1-D y)."""
-    if _ndim(y) <= 2:
-        return ops.matmul(x, y)
-    return ops.tensordot(x, y, axes=[[_ndim(x) - 1], [_ndim(y) - 2]])
-
-
-def _batch_dot(x, y, axes=None):
-    """Keras 2 ``K.batch_dot``: per-sample dot product over ``axes`` (two 2-D tensors give ``[batch, 1]``)."""
-    x_ndim, y_ndim = _ndim(x), _ndim(y)
-    if axes is None:
-        axes = (x_ndim - 1, y_ndim - 2 if y_ndim > 2 else y_ndim - 1)
-    if isinstance(axes, int):
-        axes = (axes, axes)
-    x_axis, y_axis = (a % n for a, n in zip(axes, (x_ndim, y_ndim)))
-    if x_axis == 0 or y_axis == 0:
-        raise ValueError(f"batch_dot cannot contract the batch axis (axes={axes})")
-    # x -> [batch, rest_x..., k], y -> [batch, k, rest_y...], then one batched matmul
-    x = ops.moveaxis(x, x_axis, -1)
-    y = ops.moveaxis(y, y_axis, 1)
-    x_shape, y_shape = ops.shape(x), ops.shape(y)
-    x_rest, y_rest = list(x_shape[1:-1]), list(y_shape[2:])
-    x2 = ops.reshape(x, (x_shape[0], -1, x_shape[-1]))
-    y2 = ops.reshape(y, (y_shape[0], y_shape[1], -1))
-    result = ops.matmul(x2, y2)
-    result = ops.reshape(result, [x_shape[0]] + x_rest + y_rest)
-    if x_ndim == 2 and y_ndim == 2:
-        result = ops.expand_dims(result, 1)
-    return result
-
-
-def _expand_dims(x, axis=-1):
-    return ops.expand_dims(x, axis)
-
-
-def _concatenate(tensors, axis=-1):
-    return ops.concatenate(list(tensors), axis=axis)
-
-
-def _repeat_elements(x, rep, axis):
-    return ops.repeat(x, rep, axis=axis)
-
-
-def _repeat(x, n):
-    """Keras 2 ``K.repeat``: [batch, dim] -> [batch, n, dim]."""
-    return ops.repeat(ops.expand_dims(x, 1), n, axis=1)
-
-
-def _tile(x, n):
-    return ops.tile(x, n)
-
-
-def _flatten(x, start=None, end=None):
-    if start is None and end is None:  # Keras 2: flatten everything
-        return ops.reshape(x, (-1,))
-    shape = ops.shape(x)
-    start = start or 0
-    end = len(shape) if end is None else end
-    return ops.reshape(x, list(shape[:start]) + [-1] + list(shape[end:]))
-
-
-def _batch_flatten(x):
-    return ops.reshape(x, (ops.shape(x)[0], -1))
-
-
-def _reshape(x, shape, *more):
-    if more:  # bert4keras's K.reshape(x, (0, 1), ...) form is not supported: say so
-        raise TypeError("K.reshape takes (x, shape); bert4keras's axis-merging form is not supported")
-    return ops.reshape(x, shape)
-
-
-def _permute_dimensions(x, pattern):
-    return ops.transpose(x, pattern)
-
-
-def _softmax(x, axis=-1):
-    return ops.softmax(x, axis=axis)
-
-
-def _one_hot(indices, num_classes):
-    return ops.one_hot(ops.cast(indices, "int32"), num_classes)
-
-
-def _cumsum(x, axis=0):
-    return ops.cumsum(x, axis=axis)
-
-
-def _cumprod(x, axis=0):
-    return ops.cumprod(x, axis=axis)
-
-
-def _switch(condition, then_expression, else_expression):
-    then_expression = then_expression() if callable(then_expression) else then_expression
-    else_expression = else_expression() if callable(else_expression) else else_expression
-    condition = ops.cast(condition, "bool")
-    then_ndim = _ndim(ops.convert_to_tensor(then_expression))
-    while _ndim(condition) < then_ndim:  # Keras 2 lines a lower-rank condition up on the left
-        condition = ops.expand_dims(condition, -1)
-    return ops.where(condition, then_expression, else_expression)
-
-
-def _where(condition, x=None, y=None):
-    return ops.where(ops.cast(condition, "bool"), x, y)
-
-
-def _clip(x, min_value, max_value):
-    return ops.clip(x, min_value, max_value)
-
-
-def _arange(start, stop=None, step=1, dtype="int32"):
-    return ops.arange(start, stop, step, dtype=dtype)
-
-
-def _eye(size, dtype=None, name=None):
-    return ops.eye(size, dtype=dtype or keras.config.floatx())
-
-
-def _zeros(shape, dtype=None, name=None):
-    return ops.zeros(shape, dtype=dtype or keras.config.floatx())
-
-
-def _ones(shape, dtype=None, name=None):
-    return ops.ones(shape, dtype=dtype or keras.config.floatx())
-
-
-def _zeros_like(x, dtype=None, name=None):
-    return ops.zeros_like(x, dtype=dtype)
-
-
-def _ones_like(x, dtype=None, name=None):
-    return ops.ones_like(x, dtype=dtype)
-
-
-def _argmax(x, axis=-1):
-    return ops.argmax(x, axis=axis)
-
-
-def _argmin(x, axis=-1):
-    return ops.argmin(x, axis=axis)
-
-
-def _gather(reference, indices):
-    return ops.take(reference, indices, axis=0)
-
-
-def _logsumexp(x, axis=None, keepdims=False):
-    return ops.logsumexp(x, axis=axis, keepdims=keepdims)
-
-
-def _categorical_crossentropy(target, output, from_logits=False, axis=-1):
-    return ops.categorical_crossentropy(target, output, from_logits=from_logits, axis=axis)
-
-
-def _sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
-    # Keras 2 accepted float targets (bert4keras feeds float32 token ids)
-    if not _dtype(ops.convert_to_tensor(target)).startswith(("int", "uint")):
-        target = ops.cast(target, "int32")
-    return ops.sparse_categorical_crossentropy(target, output, from_logits=from_logits, axis=axis)
-
-
-def _binary_crossentropy(target, output, from_logits=False):
-    return ops.binary_crossentropy(target, output, from_logits=from_logits)
-
-
-def _in_train_phase(x, alt, training=None):
-    if training is None:
-        raise ValueError("K.in_train_phase needs an explicit training flag in Keras 3 (no global learning phase)")
-    chosen = x if training else alt
-    return chosen() if callable(chosen) else chosen
-
-
-def _random_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
-    return keras.random.uniform(shape, minval, maxval, dtype=dtype, seed=seed)
-
-
-def _random_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-    return keras.random.normal(shape, mean, stddev, dtype=dtype, seed=seed)
-
-
-def _dropout(x, level, noise_shape=None, seed=None):
-    return keras.random.dropout(x, level, noise_shape=noise_shape, seed=seed)
-
-
-def _get_value(x):
-    return ops.convert_to_numpy(x)
-
-
-def _batch_get_value(tensors):
-    return [ops.convert_to_numpy(x) for x in tensors]
-
-
-def _set_value(variable, value):
-    variable.assign(value)
-
-
-def _batch_set_value(pairs):
-    for variable, value in pairs:
-        variable.assign(value)
-
-
-def _variable(value, dtype=None, name=None):
-    return keras.Variable(value, dtype=dtype or keras.config.floatx(), name=name)
-
-
-def _pow(x, a):
-    return ops.power(x, a)
-
-
-K = types.SimpleNamespace(
-    # configuration
-    floatx=keras.config.floatx, set_floatx=keras.config.set_floatx,
-    epsilon=keras.config.epsilon, set_epsilon=keras.config.set_epsilon,
-    infinity=infinity, set_infinity=set_infinity,
-    # tensors and their shapes
-    constant=_constant, variable=_variable, cast=_cast, dtype=_dtype, ndim=_ndim, shape=ops.shape,
-    int_shape=_int_shape, is_keras_tensor=keras.utils.is_keras_tensor, is_tensor=ops.is_tensor,
-    get_value=_get_value, batch_get_value=_batch_get_value, set_value=_set_value,
-    batch_set_value=_batch_set_value, eval=_get_value,
-    zeros=_zeros, ones=_ones, zeros_like=_zeros_like, ones_like=_ones_like, eye=_eye, arange=_arange,
-    # reductions
-    sum=_reduce(ops.sum), mean=_reduce(ops.mean), max=_reduce(ops.max), min=_reduce(ops.min),
-    prod=_reduce(ops.prod), any=_reduce(ops.any), all=_reduce(ops.all), std=_std, var=_var,
-    argmax=_argmax, argmin=_argmin, logsumexp=_logsumexp, cumsum=_cumsum, cumprod=_cumprod,
-    # element-wise
-    abs=ops.abs, square=ops.square, sqrt=ops.sqrt, exp=ops.exp, log=ops.log, pow=_pow, sign=ops.sign,
-    round=ops.round, maximum=ops.maximum, minimum=ops.minimum, clip=_clip, sin=ops.sin, cos=ops.cos,
-    tanh=ops.tanh, sigmoid=ops.sigmoid, relu=ops.relu, elu=ops.elu, softplus=ops.softplus,
-    softsign=ops.softsign, softmax=_softmax, hard_sigmoid=ops.hard_sigmoid,
-    equal=ops.equal, not_equal=ops.not_equal, greater=ops.greater, greater_equal=ops.greater_equal,
-    less=ops.less, less_equal=ops.less_equal, switch=_switch, where=_where, stop_gradient=ops.stop_gradient,
-    # shape manipulation
-    expand_dims=_expand_dims, squeeze=ops.squeeze, concatenate=_concatenate, stack=ops.stack,
-    reshape=_reshape, permute_dimensions=_permute_dimensions, transpose=ops.transpose,
-    repeat_elements=_repeat_elements, repeat=_repeat, tile=_tile, flatten=_flatten,
-    batch_flatten=_batch_flatten, one_hot=_one_hot, gather=_gather,
-    # products and losses
-    dot=_dot, batch_dot=_batch_dot, l2_normalize=_l2_normalize,
-    categorical_crossentropy=_categorical_crossentropy,
-    sparse_categorical_crossentropy=_sparse_categorical_crossentropy,
-    binary_crossentropy=_binary_crossentropy,
-    # training-time helpers
-    in_train_phase=_in_train_phase, dropout=_dropout, random_uniform=_random_uniform,
-    random_normal=_random_normal, clear_session=keras.backend.clear_session,
-)
-
-
-# --- bert4keras's own tensor helpers -----------------------------------------
 
 
 def _masking_value(value):
@@ -370,7 +93,7 @@ def sequence_masking(x, mask=None, value=0, axis=None, bias=None, return_mask=Fa
     mask = ops.cast(mask, "bool")
     full_mask = None
     for a in axes:
-        aligned = _align(mask, [0, a], _ndim(x))
+        aligned = align(mask, [0, a], _ndim(x))
         full_mask = aligned if full_mask is None else ops.logical_and(full_mask, aligned)
     mask = full_mask
     if bias is None:
@@ -383,12 +106,22 @@ def sequence_masking(x, mask=None, value=0, axis=None, bias=None, return_mask=Fa
     return (x, mask) if return_mask else x
 
 
-def _align(tensor, axes, ndim):
-    """Insert size-1 axes so that ``tensor``'s axes land on ``axes`` of an ``ndim``-rank tensor."""
-    shape = [1] * ndim
-    for i, a in enumerate(axes):
-        shape[a] = ops.shape(tensor)[i]
-    return ops.reshape(tensor, shape)
+def align(tensor, axes, ndim=None):
+    """Batched ``expand_dims``: axis ``i`` of ``tensor`` becomes axis ``axes[i]`` of an ``ndim``-rank result.
+
+    Example:
+        >>> align(mask, [0, 3], 4)     # [batch, length] -> [batch, 1, 1, length]
+    """
+    rank = len(tensor.shape)
+    if len(axes) != rank:
+        raise ValueError(f"align: {len(axes)} axes given for a tensor of rank {rank}")
+    if ndim is None and min(axes) < 0:
+        raise ValueError("align: negative axes need ndim")
+    ndim = ndim or max(axes) + 1
+    index = [None] * ndim
+    for axis in axes:
+        index[axis] = slice(None)
+    return tensor[tuple(index)]
 
 
 def batch_gather(params, indices):
@@ -413,13 +146,13 @@ def search_layer(inputs, name, exclude_from=None):
         >>> search_layer(bert.output, "Embedding-Token")
     """
     exclude_from = set() if exclude_from is None else exclude_from
-    layer = inputs if isinstance(inputs, keras.layers.Layer) else inputs._keras_history[0]
+    layer = inputs if isinstance(inputs, _keras.layers.Layer) else inputs._keras_history[0]
     if layer.name == name:
         return layer
     if id(layer) in exclude_from:
         return None
     exclude_from.add(id(layer))
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, _keras.Model):
         for inner in layer.layers:
             if inner.name == name:
                 return inner
@@ -474,9 +207,128 @@ def sparse_multilabel_categorical_crossentropy(y_true, y_pred, mask_zero=False):
     all_loss = ops.logsumexp(y_pred, axis=-1)
     # log(sum over negatives) = log(sum over all) + log(1 - sum over positives / sum over all)
     remainder = ops.clip(1 - ops.exp(ops.logsumexp(positive_scores, axis=-1) - all_loss),
-                         keras.config.epsilon(), 1)
+                         _keras.config.epsilon(), 1)
     return positive_loss + all_loss + ops.log(remainder)
 
 
-__all__ = ["keras", "K", "sequence_masking", "batch_gather", "search_layer", "set_gelu", "infinity",
-           "set_infinity", "multilabel_categorical_crossentropy", "sparse_multilabel_categorical_crossentropy"]
+def attention_normalize(a, mask=None, axis=-1, method="softmax", bias=None):
+    """Attention weights of logits ``a``: ``softmax``, ``squared_relu`` or ``softmax_plus`` (bert4keras's helper).
+
+    ``mask`` ``[batch, keys]`` and ``bias`` (bool: a mask, float: added) as
+    in :func:`sequence_masking`; see :func:`bert4sim.attention.attention_normalize`.
+
+    Example:
+        >>> probs = attention_normalize(scores, key_mask, axis=-1, method="softmax_plus")
+    """
+    a, keep = sequence_masking(a, mask, -np.inf, axis, bias, return_mask=True)
+    return _attention_normalize(a, keep, method, axis)
+
+
+@_keras.saving.register_keras_serializable(package="bert4sim")
+class Sinusoidal(_keras.initializers.Initializer):
+    """Initializer of a ``[size, dim]`` table with sin/cos position embeddings (bert4keras's ``Sinusoidal``).
+
+    Example:
+        >>> table = keras.layers.Embedding(512, 64, embeddings_initializer=Sinusoidal())
+    """
+
+    def __call__(self, shape, dtype=None):
+        size, dim = shape
+        return ops.cast(sinusoidal_embeddings(ops.arange(size, dtype="float32"), dim), dtype or "float32")
+
+
+def get_available_gpus():
+    """Names of the GPUs TensorFlow sees (bert4keras's helper).
+
+    Example:
+        >>> get_available_gpus()     # [] on a CPU machine
+    """
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+def pool1d(x, pool_size, strides=1, padding="valid", data_format=None, pool_mode="max"):
+    """Max / average pooling over the steps of ``[batch, steps, features]`` (bert4keras's helper).
+
+    Example:
+        >>> pool1d(x, 2, 2, pool_mode="avg")     # halves the steps
+    """
+    if pool_mode not in ("max", "avg"):
+        raise ValueError(f"pool_mode must be 'max' or 'avg', got {pool_mode!r}")
+    pool = ops.max_pool if pool_mode == "max" else ops.average_pool
+    return pool(x, pool_size, strides, padding, data_format)
+
+
+def divisible_temporal_padding(x, n):
+    """Right-pad ``[batch, steps, features]`` with zeros so that ``steps`` is a multiple of ``n``.
+
+    Example:
+        >>> divisible_temporal_padding(x, 4).shape[1] % 4
+        0
+    """
+    remainder = ops.shape(x)[1] % n
+    return ops.pad(x, [[0, 0], [0, (n - remainder) % n], [0, 0]])
+
+
+def root_mean_square(x, axis=None, keepdims=False):
+    """``sqrt(mean(x²))`` over ``axis``.
+
+    Example:
+        >>> float(root_mean_square(K.constant([3.0, 4.0])))   # 3.5355...
+    """
+    return ops.sqrt(ops.mean(ops.square(x), axis=axis, keepdims=keepdims))
+
+
+def swish(x):
+    """``x * sigmoid(x)`` as a named function.
+
+    Example:
+        >>> keras.layers.Dense(8, activation=swish)
+    """
+    return _keras.activations.silu(x)
+
+
+def leaky_relu(x, alpha=0.2):
+    """Leaky ReLU with bert4keras's slope 0.2, as a named function.
+
+    Example:
+        >>> keras.layers.Dense(8, activation=leaky_relu)
+    """
+    return _keras.activations.leaky_relu(x, negative_slope=alpha)
+
+
+def recompute_grad(call):
+    """Decorator for a layer's ``call``: gradient checkpointing when ``RECOMPUTE=1`` (bert4keras's), else unchanged.
+
+    With recomputation the layer's activations are not kept for the
+    backward pass but computed again (``tf.recompute_grad``): less memory,
+    more time.
+
+    Example:
+        >>> class Big(keras.layers.Layer):
+        ...     @recompute_grad
+        ...     def call(self, inputs): ...
+    """
+    if not do_recompute:
+        return call
+    import tensorflow as tf
+
+    @functools.wraps(call)
+    def recomputed(self, inputs, **kwargs):
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+        def forward(*tensors):
+            return call(self, list(tensors) if isinstance(inputs, (list, tuple)) else tensors[0], **kwargs)
+
+        return tf.recompute_grad(forward)(*flat)
+
+    return recomputed
+
+
+custom_objects = {"gelu_erf": gelu_erf, "gelu_tanh": gelu_tanh, "gelu": gelu_erf,
+                  "root_mean_square": root_mean_square, "swish": swish, "leaky_relu": leaky_relu,
+                  "Sinusoidal": Sinusoidal, "multilabel_categorical_crossentropy": multilabel_categorical_crossentropy,
+                  "initializer": _keras.initializers.GlorotUniform}
+
+__getattr__ = unprovided.module_getattr("backend")

@@ -129,6 +129,7 @@ class Transformer:
         self.pooler = self.nsp = self.mlm_transform = self.mlm_bias = None
         self.blocks = []
         self.layer_norm_cond = self.position_ids = None
+        self.conditional = False
         self.attention_bias = self.position_bias = self.attention_scores = None
         self.built = False
 
@@ -363,7 +364,7 @@ class Transformer:
         if layer_norm_cond is not None and len(layer_norm_cond.shape) != 2:
             raise ValueError(f"layer_norm_cond must be [batch, features] (one vector per example), got shape "
                              f"{tuple(layer_norm_cond.shape)}")
-        self.layer_norm_cond = layer_norm_cond
+        self.layer_norm_cond, self.conditional = layer_norm_cond, layer_norm_cond is not None
         self._make_layers((layer_norm_cond_hidden_size, layer_norm_cond_hidden_act or "linear"))
         inputs = self.get_inputs()
         self.set_inputs(inputs, additional_input_layers)

@@ -171,7 +171,9 @@ class AutoRegressiveDecoder:
         if model not in self.models:
             import keras
 
-            outputs = [keras.layers.Lambda(lambda x: x[:, -1])(output) for output in model.outputs]
+            # the last position has no padding mask (Keras 2's Lambda passed masks through; this drops it)
+            outputs = [keras.layers.Lambda(lambda x: x[:, -1], mask=lambda inputs, mask: None)(output)
+                       for output in model.outputs]
             self.models[model] = _QuietModel(keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0]))
         return self.models[model]
 

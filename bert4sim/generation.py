@@ -116,6 +116,18 @@ class CachedDecoder(AutoRegressiveDecoder):
         for block in t.blocks:
             if type(block) is not TransformerBlock:
                 raise ValueError(f"block {block.name!r} is a {type(block).__name__}; CachedDecoder steps TransformerBlock only")
+        unsupported = [what for what, present in (
+            ("inputs other than [token_ids, segment_ids]", len(model.inputs) != 2 or t.segment_vocab_size == 0),
+            ("conditional LayerNorms", t.conditional),
+            ("an embedding_size other than hidden_size", t.embedding_mapping is not None),
+            ("attention head sizes other than hidden_size / heads",
+             any(b.head_size or b.key_size for b in t.blocks)),
+            ("residual attention scores", t.residual_attention_scores),
+            ("hierarchical positions", t.hierarchical_position)) if present]
+        if unsupported:
+            raise ValueError(f"CachedDecoder steps plain BERT / RoFormer models; model {model.name!r} has "
+                             f"{', '.join(unsupported)}: decode it with an AutoRegressiveDecoder subclass (it "
+                             "re-runs the model each step)")
         first = t.blocks[0]
         self.segment_id = 1 if t.application == "unilm" else 0
         self.vocab_size = t.config["vocab_size"]
@@ -313,6 +325,9 @@ class RecomputeDecoder(AutoRegressiveDecoder):
     def __init__(self, model, end_id, maxlen, minlen=1, start_id=None):
         super().__init__(start_id, end_id, maxlen, minlen)
         self.transformer = Transformer.from_model(model)
+        if len(model.inputs) != 2:
+            raise ValueError(f"RecomputeDecoder feeds [token_ids, segment_ids]; model {model.name!r} has "
+                             f"{len(model.inputs)} inputs: write an AutoRegressiveDecoder subclass for it")
         self.segment_id = 1 if self.transformer.application == "unilm" else 0
         self._run = tf.function(lambda ids, segs: model([ids, segs], training=False), reduce_retracing=True)
         self._linear = self.transformer.mlm_bias.activation == "linear"

@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections import Counter
 
+from bert4sim import unprovided
 from bert4sim.files import read_lines
 from bert4sim.sequences import truncate_sequences
 
@@ -193,84 +194,48 @@ def save_vocab(dict_path, token_dict, encoding="utf-8"):
             writer.write(token + "\n")
 
 
-class Tokenizer:
-    """BERT tokenizer with bert4keras's behaviour and API.
+class TokenizerBase:
+    """bert4keras's tokenizer base: framing, ``encode`` and ids over a subclass's ``_tokenize`` / ``token_to_id``.
 
-    ``token_dict`` is a vocab path or a ``{token: id}`` dict. With
-    ``do_lower_case`` text is lowercased and accents stripped. CJK characters
-    and punctuation become tokens of their own, the rest goes through
-    WordPiece (``##`` continuations, a word that cannot be matched becomes
-    ``[UNK]``). ``pre_tokenize`` (e.g. ``lambda s: jieba.cut(s, HMM=False)``)
-    splits the text first; a piece found in the vocab stays whole.
+    A subclass supplies ``_tokenize(text)`` (text to tokens),
+    ``token_to_id`` / ``id_to_token`` and ``decode``; this class adds
+    ``token_start`` / ``token_end`` around the tokens, ``token_translate``
+    (a mapping applied after tokenizing), ``tokenize(text, maxlen)`` and
+    ``encode(first, second, maxlen, pattern, truncate_from)``.
 
     Example:
-        >>> tokenizer = Tokenizer("vocab.txt", do_lower_case=True)
-        >>> token_ids, segment_ids = tokenizer.encode("你好", "hello world", maxlen=32)
-        >>> tokenizer.decode(token_ids)
+        >>> class Characters(TokenizerBase):
+        ...     def _tokenize(self, text): return list(text)
+        ...     def token_to_id(self, token): return ord(token[0])
     """
 
-    def __init__(
-        self,
-        token_dict,
-        do_lower_case=False,
-        pre_tokenize=None,
-        token_start="[CLS]",
-        token_end="[SEP]",
-        word_maxlen=200,
-        token_translate=None,
-    ):
-        if isinstance(token_dict, (str, os.PathLike)):
-            token_dict = load_vocab(os.fspath(token_dict))
-        if not isinstance(token_dict, dict):
-            raise TypeError(f"token_dict must be a vocab path or a dict, got {type(token_dict).__name__}")
-        missing = [t for t in REQUIRED_TOKENS if t not in token_dict]
-        missing += [t for t in (token_start, token_end) if t and t not in token_dict and t not in missing]
-        if missing:
-            raise ValueError(f"vocabulary lacks required special token(s): {', '.join(missing)}")
-        if len(set(token_dict.values())) != len(token_dict):
-            raise ValueError("vocabulary maps several tokens to the same id")
-        self._token_dict = token_dict
-        self._token_dict_inv = {index: token for token, index in token_dict.items()}
-        self._vocab_size = len(token_dict)
-        self._do_lower_case = do_lower_case
-        self._pre_tokenize = pre_tokenize
-        self._word_maxlen = word_maxlen
-        self._token_translate = token_translate or {}
+    def __init__(self, token_start="[CLS]", token_end="[SEP]", pre_tokenize=None, token_translate=None):
         self._token_pad, self._token_unk, self._token_mask = "[PAD]", "[UNK]", "[MASK]"
         self._token_start, self._token_end = token_start, token_end
-        for name in ("pad", "unk", "mask", "start", "end"):
-            token = getattr(self, f"_token_{name}")
-            setattr(self, f"_token_{name}_id", token_dict.get(token))
+        self._pre_tokenize = pre_tokenize
+        self._token_translate = token_translate or {}
+        self._token_translate_inv = {v: k for k, v in self._token_translate.items()}
 
-    # -- vocabulary -------------------------------------------------------------
+    def _tokenize(self, text):
+        raise NotImplementedError(f"{type(self).__name__} must implement _tokenize(text)")
 
-    @property
-    def token_dict(self):
-        """The ``{token: id}`` vocabulary."""
-        return self._token_dict
-
-    @property
-    def vocab_size(self):
-        return self._vocab_size
+    def _tokenize_head(self, text, limit):
+        return self._tokenize(text)
 
     def token_to_id(self, token):
-        """Id of ``token``; ``[UNK]``'s id when it is not in the vocabulary."""
-        return self._token_dict.get(token, self._token_unk_id)
-
-    def tokens_to_ids(self, tokens):
-        return [self._token_dict.get(token, self._token_unk_id) for token in tokens]
+        raise NotImplementedError(f"{type(self).__name__} must implement token_to_id(token)")
 
     def id_to_token(self, index):
-        """Token of ``index``; raises ``IndexError`` naming the id when out of range."""
-        try:
-            return self._token_dict_inv[index]
-        except KeyError:
-            raise IndexError(f"token id {index} is not in the vocabulary (size {self._vocab_size})") from None
+        raise NotImplementedError(f"{type(self).__name__} must implement id_to_token(index)")
+
+    def decode(self, ids):
+        raise NotImplementedError(f"{type(self).__name__} must implement decode(ids)")
+
+    def tokens_to_ids(self, tokens):
+        return [self.token_to_id(token) for token in tokens]
 
     def ids_to_tokens(self, ids):
         return [self.id_to_token(int(index)) for index in ids]
-
-    # -- tokenizing ---------------------------------------------------------------
 
     def tokenize(self, text, maxlen=None):
         """``[CLS] tokens [SEP]``, truncated from the end (keeping ``[SEP]``) to ``maxlen``.
@@ -293,20 +258,26 @@ class Tokenizer:
             tokens.append(self._token_end)
         return tokens
 
-    def encode(self, first_text, second_text=None, maxlen=None):
+    def encode(self, first_text, second_text=None, maxlen=None, pattern="S*E*E", truncate_from="right"):
         """``(token_ids, segment_ids)`` for one text or a pair.
 
-        A pair is ``[CLS] first [SEP] second [SEP]`` with segment ids 0 then 1.
-        With ``maxlen``, tokens are removed from the end of the longer part
-        (the first on ties), never the final ``[SEP]``, as bert4keras does.
+        A pair is ``[CLS] first [SEP] second [SEP]`` (``pattern='S*ES*E'``
+        keeps the second part's ``[CLS]``) with segment ids 0 then 1. With
+        ``maxlen``, tokens are removed from the end of the longer part (the
+        first on ties), never the final ``[SEP]`` (``truncate_from='left'``:
+        from the start, after ``[CLS]``; an int: at that index), as bert4keras
+        does.
 
         Example:
             >>> tokenizer.encode("今天天气不错", "天气很好", maxlen=8)
         """
         if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, numbers.Integral)):
             raise TypeError(f"maxlen must be an integer, got {type(maxlen).__name__}")
+        if pattern not in ("S*E*E", "S*ES*E"):
+            raise ValueError(f"pattern must be 'S*E*E' or 'S*ES*E', got {pattern!r}")
         first_tokens = self._as_tokens(first_text, "first_text", maxlen)
         second_tokens = None if second_text is None else self._as_tokens(second_text, "second_text", maxlen)
+        drop_start = second_tokens is not None and pattern == "S*E*E"
         if maxlen is not None:
             shortest = 2 if second_tokens is None else 3
             if maxlen < shortest:
@@ -314,14 +285,19 @@ class Tokenizer:
                     f"maxlen must be at least {shortest} ([CLS], [SEP]"
                     f"{'' if second_tokens is None else ', [SEP]'}), got {maxlen}"
                 )
-            index = -int(self._token_end is not None) - 1
-            if second_tokens is not None:
-                maxlen += 1  # the second part's [CLS] is dropped below
-            truncate_sequences(maxlen, index, first_tokens, second_tokens)
+            if truncate_from == "right":
+                index = -int(self._token_end is not None) - 1
+            elif truncate_from == "left":
+                index = int(self._token_start is not None)
+            elif isinstance(truncate_from, numbers.Integral) and not isinstance(truncate_from, bool):
+                index = int(truncate_from)
+            else:
+                raise ValueError(f"truncate_from must be 'right', 'left' or an index, got {truncate_from!r}")
+            truncate_sequences(maxlen + int(drop_start), index, first_tokens, second_tokens)
         token_ids = self.tokens_to_ids(first_tokens)
         segment_ids = [0] * len(token_ids)
         if second_tokens is not None:
-            second_ids = self.tokens_to_ids(second_tokens[int(bool(self._token_start)):])
+            second_ids = self.tokens_to_ids(second_tokens[int(bool(self._token_start)) if drop_start else 0:])
             token_ids.extend(second_ids)
             segment_ids.extend([1] * len(second_ids))
         return token_ids, segment_ids
@@ -332,6 +308,88 @@ class Tokenizer:
         if isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
             return list(text)
         raise TypeError(f"{name} must be a str (or a list of tokens), got {type(text).__name__}")
+
+
+class Tokenizer(TokenizerBase):
+    """BERT tokenizer with bert4keras's behaviour and API.
+
+    ``token_dict`` is a vocab path or a ``{token: id}`` dict. With
+    ``do_lower_case`` text is lowercased and accents stripped. CJK characters
+    and punctuation become tokens of their own, the rest goes through
+    WordPiece (``##`` continuations, a word that cannot be matched becomes
+    ``[UNK]``). ``pre_tokenize`` (e.g. ``lambda s: jieba.cut(s, HMM=False)``)
+    splits the text first; a piece found in the vocab stays whole. A BERT
+    vocabulary must hold ``[CLS]``, ``[SEP]`` and ``[UNK]``; a vocabulary
+    with none of them (a script's own symbols) is taken as bert4keras takes
+    it: the missing tokens' ids are ``_token_unk_id``, None until the
+    script sets it.
+
+    Example:
+        >>> tokenizer = Tokenizer("vocab.txt", do_lower_case=True)
+        >>> token_ids, segment_ids = tokenizer.encode("你好", "hello world", maxlen=32)
+        >>> tokenizer.decode(token_ids)
+    """
+
+    def __init__(
+        self,
+        token_dict,
+        do_lower_case=False,
+        pre_tokenize=None,
+        token_start="[CLS]",
+        token_end="[SEP]",
+        word_maxlen=200,
+        token_translate=None,
+    ):
+        super().__init__(token_start, token_end, pre_tokenize, token_translate)
+        if isinstance(token_dict, (str, os.PathLike)):
+            token_dict = load_vocab(os.fspath(token_dict))
+        if not isinstance(token_dict, dict):
+            raise TypeError(f"token_dict must be a vocab path or a dict, got {type(token_dict).__name__}")
+        missing = [t for t in REQUIRED_TOKENS if t not in token_dict]
+        own_symbols = len(missing) == len(REQUIRED_TOKENS)  # no BERT specials at all: bert4keras's custom vocabulary
+        missing += [t for t in (token_start, token_end) if t and t not in token_dict and t not in missing]
+        if missing and not own_symbols:
+            raise ValueError(f"vocabulary lacks required special token(s): {', '.join(missing)}")
+        if len(set(token_dict.values())) != len(token_dict):
+            raise ValueError("vocabulary maps several tokens to the same id")
+        self._token_dict = token_dict
+        self._token_dict_inv = {index: token for token, index in token_dict.items()}
+        self._vocab_size = len(token_dict)
+        self._do_lower_case = do_lower_case
+        self._word_maxlen = word_maxlen
+        for name in ("pad", "unk", "mask", "start", "end"):
+            token = getattr(self, f"_token_{name}")
+            setattr(self, f"_token_{name}_id", token_dict.get(token))
+
+    # -- vocabulary -------------------------------------------------------------
+
+    @property
+    def token_dict(self):
+        """The ``{token: id}`` vocabulary."""
+        return self._token_dict
+
+    @property
+    def vocab_size(self):
+        return self._vocab_size
+
+    def token_to_id(self, token):
+        """Id of ``token``; ``[UNK]``'s id when it is not in the vocabulary."""
+        return self.tokens_to_ids([token])[0]
+
+    def tokens_to_ids(self, tokens):
+        ids = [self._token_dict.get(token, self._token_unk_id) for token in tokens]
+        if self._token_unk_id is None and None in ids:
+            unknown = tokens[ids.index(None)]
+            raise KeyError(f"token {unknown!r} is not in the vocabulary, which has no [UNK]: set "
+                           f"tokenizer._token_unk_id (bert4keras scripts do), or pass token_start=None / token_end=None")
+        return ids
+
+    def id_to_token(self, index):
+        """Token of ``index``; raises ``IndexError`` naming the id when out of range."""
+        try:
+            return self._token_dict_inv[index]
+        except KeyError:
+            raise IndexError(f"token id {index} is not in the vocabulary (size {self._vocab_size})") from None
 
     def decode(self, ids, tokens=None):
         """Readable text: no spaces between CJK characters, spaces between words, ``##`` joined.
@@ -532,3 +590,6 @@ def build_vocab(corpus, min_count=1, max_size=None, pre_tokenize=None, do_lower_
             break
         vocab.setdefault(word, len(vocab))
     return vocab
+
+
+__getattr__ = unprovided.module_getattr("tokenizers")
