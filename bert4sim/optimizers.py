@@ -24,11 +24,14 @@ Example:
     >>> optimizer = AdamWLR(learning_rate=1e-5, weight_decay_rate=0.01,
     ...                     exclude_from_weight_decay=["Norm", "bias"], lr_schedule={1000: 1, 2000: 0.1})
 """
+import inspect
 import re
 
 import keras
-import numpy as np
 from keras import ops
+
+from bert4sim import unprovided
+from bert4sim.compat.keras2_backend import piecewise_linear
 
 
 def _learning_rate(args, kwargs, default):
@@ -44,11 +47,32 @@ def _learning_rate(args, kwargs, default):
     return kwargs.pop("learning_rate", default), args
 
 
-class Adam(keras.optimizers.Adam):
-    """Adam with bert4keras's defaults (``epsilon=1e-6``); the update is Keras's, which is bert4keras's formula.
+def dense_gradient(gradient):
+    """A gradient as one dense tensor: ``IndexedSlices`` (embedding rows) summed per row, as bert4keras did.
 
-    ``bias_correction=False`` (bert4keras's option without the
-    ``1 - beta**t`` corrections) has no Keras 3 counterpart and is refused.
+    Keras 3's optimizers update their moments once per slice of an
+    ``IndexedSlices`` gradient, so a token that occurs twice in a batch
+    moves its moments twice (and squares the parts, not their sum);
+    bert4keras made such gradients dense first.
+
+    Example:
+        >>> dense_gradient(tf.IndexedSlices(values, indices, dense_shape))   # [rows, dim]
+    """
+    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+class Adam(keras.optimizers.Adam):
+    """bert4keras's Adam: ``epsilon=1e-6`` by default, its step formula, sparse gradients made dense.
+
+    The step is bert4keras's formula, ``w -= lr · m̂ / (sqrt(v̂) + ε)`` with
+    ``m̂ = m / (1 - β1ᵗ)`` and ``v̂ = v / (1 - β2ᵗ)``; Keras's Adam adds ε to
+    ``sqrt(v)`` before the correction, a different number early in training.
+    Embedding gradients are made dense first (:func:`dense_gradient`).
+    ``bias_correction=False`` (bert4keras's option) is refused.
 
     Example:
         >>> model.compile(optimizer=Adam(2e-5))
@@ -56,13 +80,25 @@ class Adam(keras.optimizers.Adam):
 
     def __init__(self, *args, beta_1=0.9, beta_2=0.999, epsilon=1e-6, bias_correction=True, **kwargs):
         if not bias_correction:
-            raise ValueError("Adam(bias_correction=False) is not supported: Keras 3's Adam always corrects the "
+            raise ValueError("Adam(bias_correction=False) is not supported: bert4sim's Adam always corrects the "
                              "moment estimates")
         learning_rate, args = _learning_rate(args, kwargs, 0.001)
         if args:
             raise TypeError(f"Adam takes the learning rate as its only positional argument, got {len(args) + 1}")
         kwargs.setdefault("name", "Adam")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        gradient = ops.cast(dense_gradient(gradient), variable.dtype)
+        rate = ops.cast(learning_rate, variable.dtype)
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        self.assign(m, self.beta_1 * m + (1 - self.beta_1) * gradient)
+        self.assign(v, self.beta_2 * v + (1 - self.beta_2) * ops.square(gradient))
+        m_hat = ops.convert_to_tensor(m) / (1 - ops.power(ops.cast(self.beta_1, variable.dtype), step))
+        v_hat = ops.convert_to_tensor(v) / (1 - ops.power(ops.cast(self.beta_2, variable.dtype), step))
+        self.assign_sub(variable, rate * m_hat / (ops.sqrt(v_hat) + self.epsilon))
 
 
 class AdaFactor(keras.optimizers.Adafactor):
@@ -116,18 +152,7 @@ class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.schedule = {int(step): float(value) for step, value in schedule.items()}
 
     def multiplier(self, step):
-        points = sorted(self.schedule.items())
-        if points[0][0] != 0:
-            points = [(0, 0.0)] + points
-        steps = np.array([p[0] for p in points], "float32")
-        values = np.array([p[1] for p in points], "float32")
-        step = ops.cast(step, "float32")
-        result = ops.full_like(step, values[-1])
-        for i in range(len(points) - 1, 0, -1):  # the segment the step falls in, from the right
-            slope = (values[i] - values[i - 1]) / (steps[i] - steps[i - 1])
-            inside = values[i - 1] + slope * (step - steps[i - 1])
-            result = ops.where(step < steps[i], inside, result)
-        return result
+        return piecewise_linear(step, self.schedule)
 
     def __call__(self, step):
         rate = self.learning_rate
@@ -286,3 +311,224 @@ extend_with_weight_decay_v2 = extend_with_weight_decay
 extend_with_piecewise_linear_lr_v2 = extend_with_piecewise_linear_lr
 extend_with_gradient_accumulation_v2 = extend_with_gradient_accumulation
 extend_with_exponential_moving_average_v2 = extend_with_exponential_moving_average
+
+
+class Lion(keras.optimizers.Lion):
+    """Lion (https://arxiv.org/abs/2302.06675) with bert4keras's defaults: ``learning_rate=3e-4``, betas 0.95 / 0.98.
+
+    Keras 3's update is bert4keras's: ``w -= lr · sign(β1·m + (1-β1)·g)``,
+    then ``m = β2·m + (1-β2)·g``.
+
+    Example:
+        >>> model.compile(optimizer=Lion(1e-4), loss="mse")
+    """
+
+    def __init__(self, learning_rate=3e-4, beta_1=0.95, beta_2=0.98, **kwargs):
+        kwargs.setdefault("name", "Lion")
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, **kwargs)
+
+
+LionV2 = Lion
+AdaFactorV2 = AdaFactor
+
+
+def _matches(variable, patterns):
+    """Whether one of the regular expressions matches the variable's path (bert4keras matched ``w.name``)."""
+    return any(re.search(pattern, variable.path) for pattern in patterns)
+
+
+class _DeltaTransform:
+    """Mixin: run the base optimizer's ``update_step``, then replace the variable's change ``delta`` by
+    ``self.transform_delta(delta, old, gradient, variable, learning_rate)``."""
+
+    def transform_delta(self, delta, old, gradient, variable, learning_rate):
+        raise NotImplementedError
+
+    def changes(self, variable):
+        return True
+
+    def update_step(self, gradient, variable, learning_rate):
+        # the backend may pass its own variable: decide on the Keras variable (its path) it stands for
+        gradient = dense_gradient(gradient)
+        if not self.changes(self._trainable_variables[self._get_variable_index(variable)]):
+            return super().update_step(gradient, variable, learning_rate)
+        old = ops.copy(ops.convert_to_tensor(variable))
+        super().update_step(gradient, variable, learning_rate)
+        delta = ops.convert_to_tensor(variable) - old
+        variable.assign(old + self.transform_delta(delta, old, gradient, variable, learning_rate))
+
+
+def extend_with_layer_adaptation(BaseOptimizer, name=None):  # noqa: N803
+    """Add layer adaptation (LAMB's trust ratio, https://arxiv.org/abs/1904.00962): ``exclude_from_layer_adaptation``.
+
+    Each step ``Δw`` of a variable is rescaled to ``Δw · ‖w‖ / ‖Δw / lr‖``
+    (unchanged when either norm is 0), so every layer moves by about ``lr``
+    of its own size; variables matching one of the
+    ``exclude_from_layer_adaptation`` regular expressions are left alone.
+
+    Example:
+        >>> Lamb = extend_with_layer_adaptation(Adam, "Lamb")
+        >>> Lamb(learning_rate=1e-3, exclude_from_layer_adaptation=["Norm", "bias"])
+    """
+
+    class LayerAdaptation(_DeltaTransform, BaseOptimizer):
+        def __init__(self, *args, exclude_from_layer_adaptation=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.exclude_from_layer_adaptation = list(exclude_from_layer_adaptation or ())
+
+        def changes(self, variable):
+            return not _matches(variable, self.exclude_from_layer_adaptation)
+
+        def transform_delta(self, delta, old, gradient, variable, learning_rate):
+            rate = ops.maximum(ops.cast(learning_rate, delta.dtype), keras.config.epsilon())
+            weight_norm, step_norm = ops.norm(ops.reshape(old, (-1,))), ops.norm(ops.reshape(delta / rate, (-1,)))
+            usable = ops.logical_and(weight_norm > 0, step_norm > 0)
+            return delta * ops.where(usable, weight_norm / ops.where(usable, step_norm, 1.0), 1.0)
+
+        def get_config(self):
+            return {**super().get_config(), "exclude_from_layer_adaptation": self.exclude_from_layer_adaptation}
+
+    return _named(LayerAdaptation, name, f"{BaseOptimizer.__name__}LA")
+
+
+def extend_with_lazy_optimization(BaseOptimizer, name=None):  # noqa: N803
+    """Add lazy updates: rows (e.g. of an embedding) whose gradient is all zero do not move (``include_in_lazy_optimization``).
+
+    For variables matching one of the ``include_in_lazy_optimization``
+    regular expressions, a row whose gradient is zero keeps its value,
+    although the base optimizer's momentum would move it.
+
+    Example:
+        >>> AdamLazy = extend_with_lazy_optimization(Adam, "AdamLazy")
+        >>> AdamLazy(learning_rate=1e-3, include_in_lazy_optimization=["Embedding"])
+    """
+
+    class LazyOptimization(_DeltaTransform, BaseOptimizer):
+        def __init__(self, *args, include_in_lazy_optimization=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.include_in_lazy_optimization = list(include_in_lazy_optimization or ())
+
+        def changes(self, variable):
+            return _matches(variable, self.include_in_lazy_optimization)
+
+        def transform_delta(self, delta, old, gradient, variable, learning_rate):
+            used = ops.any(ops.not_equal(ops.convert_to_tensor(gradient), 0), axis=-1, keepdims=True)
+            return delta * ops.cast(used, delta.dtype)
+
+        def get_config(self):
+            return {**super().get_config(), "include_in_lazy_optimization": self.include_in_lazy_optimization}
+
+    return _named(LazyOptimization, name, f"{BaseOptimizer.__name__}Lazy")
+
+
+def extend_with_parameter_wise_lr(BaseOptimizer, name=None):  # noqa: N803
+    """Add ``paramwise_lr_schedule={substring: multiplier}``: a variable's step is scaled by the multipliers of
+    every substring found in its path (bert4keras: in its name).
+
+    Example:
+        >>> AdamPW = extend_with_parameter_wise_lr(Adam, "AdamPW")
+        >>> AdamPW(learning_rate=1e-4, paramwise_lr_schedule={"Embedding": 0.1, "MLM": 2.0})
+    """
+
+    class ParameterWiseLR(_DeltaTransform, BaseOptimizer):
+        def __init__(self, *args, paramwise_lr_schedule=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.paramwise_lr_schedule = dict(paramwise_lr_schedule or {})
+
+        def multiplier(self, variable):
+            if not hasattr(variable, "path"):  # the backend's variable: find the Keras one (its path)
+                variable = self._trainable_variables[self._get_variable_index(variable)]
+            value = 1.0
+            for part, factor in self.paramwise_lr_schedule.items():
+                if part in variable.path:
+                    value *= factor
+            return value
+
+        def changes(self, variable):
+            return self.multiplier(variable) != 1
+
+        def transform_delta(self, delta, old, gradient, variable, learning_rate):
+            return delta * self.multiplier(variable)
+
+        def get_config(self):
+            return {**super().get_config(), "paramwise_lr_schedule": self.paramwise_lr_schedule}
+
+    return _named(ParameterWiseLR, name, f"{BaseOptimizer.__name__}PW")
+
+
+def extend_with_lookahead(BaseOptimizer, name=None):  # noqa: N803
+    """Add Lookahead (https://arxiv.org/abs/1907.08610): ``steps_per_slow_update`` (5), ``slow_step_size`` (0.5).
+
+    Each variable has a slow copy; at every ``steps_per_slow_update``-th
+    step (iterations 0, k, 2k, ... as in bert4keras) the slow copy moves
+    ``slow_step_size`` of the way to the weights and the weights are reset
+    to it. The slow copies start from the weights (bert4keras 0.11.5 started
+    them at zero, which halved every weight at the first step).
+
+    Example:
+        >>> AdamLA = extend_with_lookahead(Adam, "AdamLookahead")
+        >>> AdamLA(learning_rate=1e-3, steps_per_slow_update=5, slow_step_size=0.5)
+    """
+
+    class Lookahead(BaseOptimizer):
+        def __init__(self, *args, steps_per_slow_update=5, slow_step_size=0.5, **kwargs):
+            if int(steps_per_slow_update) < 1:
+                raise ValueError(f"steps_per_slow_update must be at least 1, got {steps_per_slow_update}")
+            super().__init__(*args, **kwargs)
+            self.steps_per_slow_update, self.slow_step_size = int(steps_per_slow_update), float(slow_step_size)
+
+        def build(self, var_list):
+            super().build(var_list)
+            self._slow = {}
+            for variable in var_list:
+                self._slow[self._var_key(variable)] = self.add_variable_from_reference(variable, "slow")
+
+        def update_step(self, gradient, variable, learning_rate):
+            start = ops.copy(ops.convert_to_tensor(variable))
+            super().update_step(gradient, variable, learning_rate)
+            slow = self._slow[self._var_key(variable)]
+            first = ops.equal(self.iterations, 0)  # the slow copy starts from the weights before the first step
+            weights = ops.convert_to_tensor(variable)
+            slow_value = ops.where(first, start, ops.convert_to_tensor(slow))
+            moved = slow_value + self.slow_step_size * (weights - slow_value)
+            sync = ops.equal(ops.mod(self.iterations, self.steps_per_slow_update), 0)
+            slow.assign(ops.where(sync, moved, slow_value))
+            variable.assign(ops.where(sync, moved, weights))
+
+        def get_config(self):
+            return {**super().get_config(), "steps_per_slow_update": self.steps_per_slow_update,
+                    "slow_step_size": self.slow_step_size}
+
+    return _named(Lookahead, name, f"{BaseOptimizer.__name__}Lookahead")
+
+
+def export_to_custom_objects(extend_with):
+    """bert4keras's decorator for ``extend_with_*`` factories: the class made gets ``name`` and is registered
+    with Keras (``keras.saving.get_custom_objects()``), so saved models that use it load.
+
+    Example:
+        >>> extend_with_my_option = export_to_custom_objects(my_factory)   # my_factory(BaseOptimizer) -> class
+        >>> MyAdam = extend_with_my_option(Adam, "MyAdam")
+    """
+
+    takes_name = len(inspect.signature(extend_with).parameters) > 1
+
+    def extend(BaseOptimizer, name=None):  # noqa: N803
+        made = extend_with(BaseOptimizer, name) if takes_name else extend_with(BaseOptimizer)
+        if name:
+            made.__name__ = made.__qualname__ = name
+        keras.saving.get_custom_objects()[made.__name__] = made
+        return made
+
+    extend.__name__ = getattr(extend_with, "__name__", "extend")
+    extend.__doc__ = extend_with.__doc__
+    return extend
+
+
+extend_with_layer_adaptation_v2 = extend_with_layer_adaptation
+extend_with_lazy_optimization_v2 = extend_with_lazy_optimization
+extend_with_parameter_wise_lr_v2 = extend_with_parameter_wise_lr
+extend_with_lookahead_v2 = extend_with_lookahead
+custom_objects = {"Adam": Adam, "AdaFactor": AdaFactor}
+
+__getattr__ = unprovided.module_getattr("optimizers")
