@@ -128,8 +128,9 @@ class Transformer:
         self.token_segment_add = self.embedding_norm = self.embedding_dropout = self.attention_mask = None
         self.pooler = self.nsp = self.mlm_transform = self.mlm_bias = None
         self.blocks = []
-        self.layer_norm_cond = self.position_ids = None
+        self.layer_norm_cond = None
         self.conditional = False
+        self._graph_inputs, self._attention_biases = None, {}
         self.attention_bias = self.position_bias = self.attention_scores = None
         self.built = False
 
@@ -251,24 +252,35 @@ class Transformer:
         return token_ids, segment_ids, position_ids
 
     def apply_embeddings(self, inputs):
-        """bert4keras's protocol: the embedding output of ``inputs`` (the model inputs).
+        """bert4keras's protocol: the embedding output of ``inputs`` (the model inputs, or another model's).
+
+        The blocks applied next (:meth:`apply_main_layers`) mask by these inputs.
 
         Example:
             >>> x = bert.apply_embeddings(bert.inputs)
         """
-        token_ids, segment_ids, position_ids = self._split_inputs(inputs)
+        self._graph_inputs = self._split_inputs(inputs)
+        token_ids, segment_ids, position_ids = self._graph_inputs
         return self.embed(token_ids, segment_ids, position_ids=position_ids)
 
     def compute_attention_bias(self, inputs=None):
-        """The boolean attention mask of the model inputs (padding, UniLM or causal), made once."""
-        if self.attention_bias is None:
-            token_ids, segment_ids, _ = self._split_inputs(self.inputs)
-            self.attention_bias = self.attention_mask(token_ids if segment_ids is None else [token_ids, segment_ids])
+        """The boolean attention mask (padding, UniLM or causal) of ``inputs`` (default: those last embedded).
+
+        Made once per set of inputs.
+        """
+        token_ids, segment_ids, _ = self._graph_inputs if inputs is None else self._split_inputs(inputs)
+        key = (id(token_ids), id(segment_ids))
+        if key not in self._attention_biases:
+            self._attention_biases[key] = self.attention_mask(
+                token_ids if segment_ids is None else [token_ids, segment_ids])
+        self.attention_bias = self._attention_biases[key]
         return self.attention_bias
 
     def compute_position_bias(self, inputs=None):
-        """RoFormer's rotary positions: the ``Input-Position`` ids, or None for ``0..L-1``."""
-        return self.position_ids
+        """RoFormer's rotary positions: the position ids of the inputs last embedded, or None for ``0..L-1``."""
+        if self.custom_position_ids and self.model_type == "roformer":
+            self.position_bias = self._graph_inputs[2]
+        return self.position_bias
 
     def apply_main_layers(self, inputs, index):
         """bert4keras's protocol: transformer block ``index`` on ``inputs``.
@@ -368,8 +380,6 @@ class Transformer:
         self._make_layers((layer_norm_cond_hidden_size, layer_norm_cond_hidden_act or "linear"))
         inputs = self.get_inputs()
         self.set_inputs(inputs, additional_input_layers)
-        if self.custom_position_ids and self.model_type == "roformer":
-            self.position_ids = self._split_inputs(inputs)[2]
         self.set_outputs(self.call(inputs))
         self.model = Model(self.inputs, self.output, name=self.name)
         self.built = True

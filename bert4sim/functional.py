@@ -2,8 +2,9 @@
 
 Keras 2 (and so every bert4keras script) fed a multi-input model nested
 Python lists, ``model.predict([[token_ids], [segment_ids]])``, and matched a
-dict of targets to the outputs by their layers' names; Keras 3 refuses the
-first ("Unrecognized data type") and, for a single output, the second.
+dict of targets to the outputs by their layers' names (also in a
+``tf.data.Dataset``); Keras 3 refuses the first ("Unrecognized data type")
+and, for a single output, the second.
 :class:`Model` converts such inputs before handing them to Keras:
 ``build_transformer_model`` returns this class, and bert4sim's bert4keras
 facade (``from bert4sim.backend import keras``) hands it out as
@@ -62,6 +63,31 @@ def keras2_targets(y, output_names):
     return keras2_inputs(y, len(output_names or ())) if isinstance(y, (list, tuple)) else y
 
 
+def keras2_dataset(dataset, output_names):
+    """A ``tf.data.Dataset`` of ``(inputs, {output name: target})`` with the targets put in output order.
+
+    (What Keras 2 did with dict targets; bert4keras's ``DataGenerator.to_dataset(names=...)`` makes such
+    datasets.) Other datasets are returned unchanged.
+
+    Example:
+        >>> keras2_dataset(generator.to_dataset(types, shapes, names=...), ["Probas"])
+    """
+    spec = getattr(dataset, "element_spec", None)
+    if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[1], dict) and output_names
+            and set(spec[1]) == set(output_names)):
+        return dataset
+
+    def ordered(inputs, targets, *rest):
+        values = tuple(targets[name] for name in output_names)
+        return (inputs, values[0] if len(values) == 1 else values) + rest
+
+    return dataset.map(ordered)
+
+
+def _is_dataset(x):
+    return type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec")
+
+
 @keras.saving.register_keras_serializable(package="bert4sim")
 class Model(keras.Model):
     """A functional Keras model whose ``predict``, ``fit``, ``evaluate`` and ``*_on_batch`` take Keras 2's inputs.
@@ -77,6 +103,8 @@ class Model(keras.Model):
     """
 
     def _x(self, x):
+        if _is_dataset(x):
+            return keras2_dataset(x, list(getattr(self, "output_names", None) or []))
         return keras2_inputs(x, len(self.inputs))
 
     def _y(self, y):
@@ -89,9 +117,11 @@ class Model(keras.Model):
         return super().predict_on_batch(self._x(x))
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        if "validation_data" in kwargs and isinstance(kwargs["validation_data"], (list, tuple)):
-            data = kwargs["validation_data"]
+        data = kwargs.get("validation_data")
+        if isinstance(data, (list, tuple)):
             kwargs["validation_data"] = (self._x(data[0]), self._y(data[1])) + tuple(data[2:])
+        elif _is_dataset(data):
+            kwargs["validation_data"] = self._x(data)
         return super().fit(self._x(x), self._y(y), *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):

@@ -159,7 +159,9 @@ def build_transformer_model(
     bert4sim's own: ``matmul_dtype`` (``"bfloat16"``: matrix products in
     bfloat16, see :func:`bert4sim.precision.set_matmul_dtype`),
     ``allow_missing_heads``, ``checkpoint_prefix`` and ``allow_unused`` (a
-    checkpoint variable the model does not take is an error without it).
+    checkpoint variable the model does not take is an error without it,
+    unless ``num_hidden_layers`` is given as a keyword: then the checkpoint's
+    first layers are loaded, as bert4keras does).
     ``ignore_invalid_weights=True`` keeps the initial value of checkpoint
     variables that are missing or of another shape. Any other keyword is an
     error that names it.
@@ -191,6 +193,8 @@ def build_transformer_model(
                         f"an option ({', '.join(sorted(_BUILDER_KEYWORDS | set(BUILD_KEYWORDS)))}, matmul_dtype, "
                         f"...) nor a config key ({', '.join(sorted(known))})")
     options = {k: kwargs.pop(k) for k in list(kwargs) if k in _BUILDER_KEYWORDS and k not in known}
+    # fewer layers asked for by keyword: loading the checkpoint's first ones is the point (bert4keras's idiom)
+    allow_unused = allow_unused or "num_hidden_layers" in kwargs
     config = read_config(config_path, **kwargs)
     for option, key in _ALIASES.items():
         if options.get(option) is None and key in config:

@@ -321,11 +321,35 @@ def _binary_crossentropy(target, output, from_logits=False):
     return ops.binary_crossentropy(target, output, from_logits=from_logits)
 
 
+def _current_training():
+    """The training flag of the Keras 3 call in progress (None outside one); Keras 2 had a global learning phase."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # another Keras layout: the flag must be passed explicitly
+        return "unknown"
+    context = global_state.get_global_attribute("current_call_ctx")
+    return None if context is None else context.get_value("training")
+
+
 def _in_train_phase(x, alt, training=None):
+    """Keras 2's ``K.in_train_phase``: ``x`` while training, ``alt`` otherwise (callables are called).
+
+    Without ``training`` the flag of the enclosing Keras call is used (True
+    inside ``fit``, False in ``predict``); outside any training call it is
+    ``alt``, as with Keras 2's default learning phase.
+    """
     if training is None:
-        raise ValueError("K.in_train_phase needs an explicit training flag in Keras 3 (no global learning phase)")
+        training = _current_training()
+        if training == "unknown":
+            raise ValueError("K.in_train_phase needs an explicit training flag with this Keras version")
     chosen = x if training else alt
     return chosen() if callable(chosen) else chosen
+
+
+def _random_binomial(shape, p=0.0, dtype=None, seed=None):
+    """Keras 2's ``K.random_binomial``: 1 with probability ``p``, else 0."""
+    draws = keras.random.uniform(shape, seed=seed)
+    return ops.cast(ops.less(draws, p), dtype or keras.config.floatx())
 
 
 def _random_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
@@ -398,6 +422,6 @@ K = types.SimpleNamespace(
     sparse_categorical_crossentropy=_sparse_categorical_crossentropy,
     binary_crossentropy=_binary_crossentropy,
     # training-time helpers
-    in_train_phase=_in_train_phase, dropout=_dropout, random_uniform=_random_uniform,
+    in_train_phase=_in_train_phase, random_binomial=_random_binomial, dropout=_dropout, random_uniform=_random_uniform,
     random_normal=_random_normal, clear_session=keras.backend.clear_session,
 )
