@@ -148,7 +148,12 @@ class Transformer:
     @property
     def layer_norm_epsilon(self):
         """Epsilon of the embedding and block LayerNorms: the config's ``layer_norm_eps``, else bert4keras's
-        (1e-12 for BERT, 1e-7 for RoFormer)."""
+        (1e-12 for BERT, 1e-7 for RoFormer).
+
+        Example:
+            >>> build_transformer_model(..., model="roformer", return_keras_model=False).layer_norm_epsilon
+            1e-07
+        """
         default = L.ROFORMER_LAYER_NORM_EPSILON if self.model_type == "roformer" else L.LAYER_NORM_EPSILON
         return float(self.config.get("layer_norm_eps", default))
 
@@ -214,7 +219,12 @@ class Transformer:
             self.mlm_bias = self._layer("MLM-Bias", lambda n: MLMBias(self.vocab_size, activation, name=n))
 
     def get_inputs(self):
-        """The model's own inputs: ``Input-Token`` [, ``Input-Segment``] [, ``Input-Position``] (int32)."""
+        """The model's own inputs: ``Input-Token`` [, ``Input-Segment``] [, ``Input-Position``] (int32).
+
+        Example:
+            >>> [t.name for t in bert.get_inputs()]
+            ['Input-Token', 'Input-Segment']
+        """
         def make(name):
             return self._layer(name, lambda n: keras.Input(shape=(self.sequence_length,), dtype="int32", name=n))
 
@@ -267,6 +277,9 @@ class Transformer:
         """The boolean attention mask (padding, UniLM or causal) of ``inputs`` (default: those last embedded).
 
         Made once per set of inputs.
+
+        Example:
+            >>> mask = bert.compute_attention_bias(bert.inputs)   # bool [batch, length, length]
         """
         token_ids, segment_ids, _ = self._graph_inputs if inputs is None else self._split_inputs(inputs)
         key = (id(token_ids), id(segment_ids))
@@ -277,7 +290,11 @@ class Transformer:
         return self.attention_bias
 
     def compute_position_bias(self, inputs=None):
-        """RoFormer's rotary positions: the position ids of the inputs last embedded, or None for ``0..L-1``."""
+        """RoFormer's rotary positions: the position ids of the inputs last embedded, or None for ``0..L-1``.
+
+        Example:
+            >>> bert.compute_position_bias()     # None unless custom_position_ids (RoFormer)
+        """
         if self.custom_position_ids and self.model_type == "roformer":
             self.position_bias = self._graph_inputs[2]
         return self.position_bias
@@ -311,7 +328,11 @@ class Transformer:
         return self.mlm_bias(self.token_embedding(hidden, reverse=True, kernels=kernels), logits_only=logits_only)
 
     def heads(self, sequence_output):
-        """Apply the pooler / NSP / MLM heads; returns the outputs in bert4keras order."""
+        """Apply the pooler / NSP / MLM heads; returns the outputs in bert4keras order.
+
+        Example:
+            >>> pooled, probas = bert.heads(bert.blocks[-1].output)    # with_pool and with_mlm
+        """
         outputs = []
         if self.pooler is not None:
             pooled = self.pooler(sequence_output)
@@ -323,31 +344,51 @@ class Transformer:
         return outputs[0] if len(outputs) == 1 else outputs
 
     def apply_final_layers(self, inputs):
-        """bert4keras's protocol: the heads on the sequence output (see :meth:`heads`)."""
+        """bert4keras's protocol: the heads on the sequence output (see :meth:`heads`).
+
+        Example:
+            >>> outputs = bert.apply_final_layers(x)
+        """
         return self.heads(inputs)
 
     def call(self, inputs):
-        """bert4keras's protocol: embeddings, every block, then the heads."""
+        """bert4keras's protocol: embeddings, every block, then the heads.
+
+        Example:
+            >>> outputs = bert.call(bert.inputs)
+        """
         x = self.apply_embeddings(inputs)
         for index in range(self.num_hidden_layers):
             x = self.apply_main_layers(x, index)
         return self.apply_final_layers(x)
 
     def set_inputs(self, inputs, additional_input_layers=None):
-        """``inputs`` (+ ``additional_input_layers``) as the model's inputs (``inputs``, ``input``)."""
+        """``inputs`` (+ ``additional_input_layers``) as the model's inputs (``inputs``, ``input``).
+
+        Example:
+            >>> bert.set_inputs(bert.get_inputs(), condition_input)
+        """
         extra = additional_input_layers if isinstance(additional_input_layers, (list, tuple)) else (
             [] if additional_input_layers is None else [additional_input_layers])
         self.inputs = list(inputs) + list(extra)
         self.input = self.inputs if len(self.inputs) > 1 else self.inputs[0]
 
     def set_outputs(self, outputs):
-        """``outputs`` as the model's outputs (``outputs``, ``output``)."""
+        """``outputs`` as the model's outputs (``outputs``, ``output``).
+
+        Example:
+            >>> bert.set_outputs([pooled, probas])
+        """
         self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         self.output = self.outputs if len(self.outputs) > 1 else self.outputs[0]
 
     @staticmethod
     def simplify(inputs):
-        """bert4keras's helper: ``inputs`` without the Nones, a single one unwrapped."""
+        """bert4keras's helper: ``inputs`` without the Nones, a single one unwrapped.
+
+        Example:
+            >>> Transformer.simplify([x, None])    # x
+        """
         inputs = [x for x in inputs if x is not None]
         return inputs[0] if len(inputs) == 1 else inputs
 

@@ -205,7 +205,12 @@ class PositionEmbedding(keras.layers.Layer):
 
     @property
     def max_length(self):
-        """The number of rows (``max_position_embeddings``)."""
+        """The number of rows (``max_position_embeddings``).
+
+        Example:
+            >>> PositionEmbedding(512).max_length
+            512
+        """
         return self.input_dim
 
     def build(self, input_shape):

@@ -111,12 +111,27 @@ class Model(keras.Model):
         return keras2_targets(y, list(getattr(self, "output_names", None) or []))
 
     def predict(self, x, *args, **kwargs):
+        """Keras's ``predict``, with Keras 2's inputs converted first.
+
+        Example:
+            >>> model.predict([[ids], [segs]], verbose=0)
+        """
         return super().predict(self._x(x), *args, **kwargs)
 
     def predict_on_batch(self, x):
+        """Keras's ``predict_on_batch``, with Keras 2's inputs converted first.
+
+        Example:
+            >>> model.predict_on_batch([[ids], [segs]])
+        """
         return super().predict_on_batch(self._x(x))
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        """Keras's ``fit``, with Keras 2's inputs converted first.
+
+        Example:
+            >>> model.fit([ids_rows, segs_rows], labels, epochs=1)
+        """
         data = kwargs.get("validation_data")
         if isinstance(data, (list, tuple)):
             kwargs["validation_data"] = (self._x(data[0]), self._y(data[1])) + tuple(data[2:])
@@ -125,10 +140,25 @@ class Model(keras.Model):
         return super().fit(self._x(x), self._y(y), *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Keras's ``evaluate``, with Keras 2's inputs converted first.
+
+        Example:
+            >>> model.evaluate([ids_rows, segs_rows], labels)
+        """
         return super().evaluate(self._x(x), self._y(y), *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
+        """Keras's ``train_on_batch``, with Keras 2's inputs converted first.
+
+        Example:
+            >>> model.train_on_batch([ids_rows, segs_rows], labels)
+        """
         return super().train_on_batch(self._x(x), self._y(y), *args, **kwargs)
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
+        """Keras's ``test_on_batch``, with Keras 2's inputs converted first.
+
+        Example:
+            >>> model.test_on_batch([ids_rows, segs_rows], labels)
+        """
         return super().test_on_batch(self._x(x), self._y(y), *args, **kwargs)

@@ -180,6 +180,12 @@ class FeedForward(MatmulDtype, keras.layers.Layer):
 
     @property
     def intermediate_size(self):
+        """The inner width (``units``; bert4sim 0.1's name).
+
+        Example:
+            >>> FeedForward(128).intermediate_size
+            128
+        """
         return self.units
 
     def build(self, input_shape):

@@ -405,6 +405,11 @@ class ViterbiDecoder:
         self.non_ends = [] if ends is None else [i for i in range(self.num_labels) if i not in ends]
 
     def decode(self, nodes):
+        """The best label path (``[steps]``) for scores ``nodes`` ``[steps, labels]`` (left unchanged).
+
+        Example:
+            >>> decoder.decode(token_label_scores)
+        """
         nodes = np.array(nodes, dtype=float)
         nodes[0, self.non_starts] = -np.inf
         nodes[-1, self.non_ends] = -np.inf

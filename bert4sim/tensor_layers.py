@@ -179,6 +179,12 @@ class BatchSplit(keras.layers.Layer):
 
     @property
     def count(self):
+        """How many parts each input is cut into.
+
+        Example:
+            >>> BatchSplit([1, 3]).count
+            2
+        """
         return len(self.parts) if isinstance(self.parts, list) else self.parts
 
     def _split(self, x):

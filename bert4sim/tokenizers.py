@@ -7,10 +7,12 @@ string building while giving the same tokens.
 import numbers
 import os
 import re
-import unicodedata
 from collections import Counter
 
 from bert4sim import unprovided
+from bert4sim.characters import (_DROP, _KEEP, _SPACE, _SPLIT, _char_class, has_content,  # noqa: F401
+                                 is_cjk_character, is_control, is_punctuation, is_redundant, is_space, is_special,
+                                 lowercase_and_normalize, stem)
 from bert4sim.files import read_lines
 from bert4sim.sequences import truncate_sequences
 
@@ -27,111 +29,6 @@ CJK_PUNCTUATION = (
     "\u201f\u2026\u2027\ufe4f\ufe51\ufe54\u00b7\uff01\uff1f\uff61\u3002"
 )
 _NO_SPACE_AFTER = re.compile("(%s) " % "|".join(re.escape(p) for p in CJK_PUNCTUATION + "+-/={(<["))
-
-
-def is_cjk_character(ch):
-    """True for CJK unified ideographs (and their extensions / compatibility blocks).
-
-    Example:
-        >>> is_cjk_character("中"), is_cjk_character("a")
-        (True, False)
-    """
-    code = ord(ch)
-    return (
-        0x4E00 <= code <= 0x9FFF
-        or 0x3400 <= code <= 0x4DBF
-        or 0x20000 <= code <= 0x2A6DF
-        or 0x2A700 <= code <= 0x2B73F
-        or 0x2B740 <= code <= 0x2B81F
-        or 0x2B820 <= code <= 0x2CEAF
-        or 0xF900 <= code <= 0xFAFF
-        or 0x2F800 <= code <= 0x2FA1F
-    )
-
-
-def is_punctuation(ch):
-    """True for ASCII symbols/punctuation and every Unicode ``P*`` character.
-
-    Example:
-        >>> is_punctuation("，"), is_punctuation("$"), is_punctuation("a")
-        (True, True, False)
-    """
-    code = ord(ch)
-    return (
-        33 <= code <= 47
-        or 58 <= code <= 64
-        or 91 <= code <= 96
-        or 123 <= code <= 126
-        or unicodedata.category(ch).startswith("P")
-    )
-
-
-def is_space(ch):
-    """Whitespace as BERT sees it: space, \\n, \\r, \\t and category Zs."""
-    return ch in " \n\r\t" or unicodedata.category(ch) == "Zs"
-
-
-def is_control(ch):
-    """Control / format characters (Cc, Cf), which the tokenizer drops."""
-    return unicodedata.category(ch) in ("Cc", "Cf")
-
-
-def is_special(token):
-    """``[XXX]`` tokens such as ``[CLS]``, which decode() leaves out."""
-    return bool(token) and token[0] == "[" and token[-1] == "]"
-
-
-def stem(token):
-    """The token without its ``##`` continuation prefix."""
-    return token[2:] if token[:2] == "##" else token
-
-
-def is_redundant(token):
-    """A token the tokenizer can never produce (multi-char containing CJK or punctuation)."""
-    return len(token) > 1 and any(is_cjk_character(c) or is_punctuation(c) for c in stem(token))
-
-
-def lowercase_and_normalize(text):
-    """Lowercase, NFD-decompose and drop combining marks (accents).
-
-    Example:
-        >>> lowercase_and_normalize("Héllo")
-        'hello'
-    """
-    text = unicodedata.normalize("NFD", text.lower())
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
-
-
-# Character classes for the scanner; cached because corpora repeat characters.
-_SPLIT, _SPACE, _DROP, _KEEP = 0, 1, 2, 3
-_CHAR_CLASS = {}
-
-
-def _char_class(ch):
-    kind = _CHAR_CLASS.get(ch)
-    if kind is None:
-        if is_punctuation(ch) or is_cjk_character(ch):
-            kind = _SPLIT
-        elif is_space(ch):
-            kind = _SPACE
-        elif ord(ch) == 0 or ord(ch) == 0xFFFD or is_control(ch):
-            kind = _DROP
-        elif ch.isspace():  # e.g. U+2028: not BERT whitespace, but str.split() splits there
-            kind = _SPACE
-        else:
-            kind = _KEEP
-        _CHAR_CLASS[ch] = kind
-    return kind
-
-
-def has_content(text):
-    """True when ``text`` holds a character the tokenizer keeps (not only spaces, control or zero-width ones).
-
-    Example:
-        >>> has_content("\u200b\u200d \t"), has_content("你好")
-        (False, True)
-    """
-    return any(_char_class(ch) in (_SPLIT, _KEEP) for ch in text)
 
 
 def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
@@ -223,18 +120,43 @@ class TokenizerBase:
         return self._tokenize(text)
 
     def token_to_id(self, token):
+        """The id of ``token`` (a subclass defines it).
+
+        Example:
+            >>> tokenizer.token_to_id("[CLS]")
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement token_to_id(token)")
 
     def id_to_token(self, index):
+        """The token of id ``index`` (a subclass defines it).
+
+        Example:
+            >>> tokenizer.id_to_token(2)
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement id_to_token(index)")
 
     def decode(self, ids):
+        """Readable text of ``ids`` (a subclass defines it).
+
+        Example:
+            >>> tokenizer.decode(token_ids)
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement decode(ids)")
 
     def tokens_to_ids(self, tokens):
+        """:meth:`token_to_id` of each token.
+
+        Example:
+            >>> tokenizer.tokens_to_ids(["[CLS]", "你", "[SEP]"])
+        """
         return [self.token_to_id(token) for token in tokens]
 
     def ids_to_tokens(self, ids):
+        """:meth:`id_to_token` of each id.
+
+        Example:
+            >>> tokenizer.ids_to_tokens([2, 872, 3])
+        """
         return [self.id_to_token(int(index)) for index in ids]
 
     def tokenize(self, text, maxlen=None):

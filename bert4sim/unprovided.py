@@ -89,6 +89,12 @@ class NotProvidedError(ImportError):
     An ``ImportError`` so that ``from bert4sim.models import T5`` shows this
     message (Python replaces an ``AttributeError`` there by its own
     "cannot import name").
+
+    Example:
+        >>> try:
+        ...     from bert4sim.layers import ConditionalRandomField
+        ... except NotProvidedError as error:
+        ...     print(error)
     """
 
 

@@ -149,3 +149,50 @@ def test_parallel_apply_threads_and_processes(dummy):
 def test_parallel_apply_reports_a_failing_item():
     with pytest.raises(RuntimeError, match=r"func failed on item 2: ZeroDivisionError"):
         snippets.parallel_apply(lambda v: 1 / (v - 2), range(5), workers=2, max_queue_size=2, dummy=True)
+
+
+# --- tokenizers ---
+
+with open(os.path.join(os.path.dirname(__file__), "fixtures", "bert4keras_surface", "cases.json"),
+          encoding="utf-8") as _f:
+    TOKENIZER_CASES = __import__("json").load(_f)["tokenizer"]
+
+
+def test_encode_patterns_and_truncation_match_bert4keras():
+    from bert4sim.tokenizers import Tokenizer
+
+    tokenizer = Tokenizer({token: i for i, token in enumerate(TOKENIZER_CASES["vocab"])})
+    for first, second, maxlen, pattern, truncate_from, ids, segments in TOKENIZER_CASES["encode"]:
+        got = tokenizer.encode(first, second, maxlen=maxlen, pattern=pattern, truncate_from=truncate_from)
+        assert got == (ids, segments), (first, second, maxlen, pattern, truncate_from)
+    with pytest.raises(ValueError, match="pattern must be 'S\\*E\\*E' or 'S\\*ES\\*E'"):
+        tokenizer.encode("今天", pattern="SE")
+
+
+def test_vocabulary_of_own_symbols_as_bert4keras_takes_it():
+    """bert4keras's chess example: a vocabulary without [CLS]/[SEP]/[UNK]; the script sets _token_unk_id."""
+    from bert4sim.tokenizers import Tokenizer
+
+    case = TOKENIZER_CASES["own_symbols"]
+    tokenizer = Tokenizer(dict(zip(case["symbols"], range(len(case["symbols"])))))
+    with pytest.raises(KeyError, match=r"token '\[CLS\]' is not in the vocabulary, which has no \[UNK\]"):
+        tokenizer.encode(case["text"])
+    tokenizer._token_unk_id = 0
+    assert tokenizer.encode(case["text"])[0] == case["ids"]
+
+
+def test_tokenizer_base_frames_and_encodes_a_subclass():
+    from bert4sim.tokenizers import TokenizerBase
+
+    class Characters(TokenizerBase):
+        def _tokenize(self, text):
+            return list(text)
+
+        def token_to_id(self, token):
+            return {"[CLS]": 1, "[SEP]": 2}.get(token, ord(token[0]))
+
+    tokenizer = Characters()
+    assert tokenizer.tokenize("ab") == ["[CLS]", "a", "b", "[SEP]"]
+    assert tokenizer.encode("ab", "c") == ([1, 97, 98, 2, 99, 2], [0, 0, 0, 0, 1, 1])
+    with pytest.raises(NotImplementedError, match="Characters must implement decode"):
+        tokenizer.decode([1])

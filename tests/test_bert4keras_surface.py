@@ -216,3 +216,29 @@ def test_bert4keras_attention_refuses_relative_positions_of_other_families():
     q = REFERENCE["layers/q"]
     with pytest.raises(NotProvidedError, match="NEZHA's relative positions are not provided"):
         L.MultiHeadAttention(heads=2, head_size=4)([q, q, q, np.zeros((5, 5, 4), "float32")], p_bias="typical_relative")
+
+
+@pytest.mark.parametrize("name", ["bert_lm_cond_hidden", "roformer_custom_position_ids", "bert_e8_pool_mlm",
+                                  "bert_residual_attention", "bert_nsp", "bert_segment0_lm"])
+def test_models_with_new_options_save_and_load(tmp_path, name):
+    model, inputs = build_case(name)
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    for got, want in zip(*(m.predict(inputs, verbose=0) if len(m.outputs) > 1 else [m.predict(inputs, verbose=0)]
+                           for m in (restored, model))):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bert_e8_pool_mlm", "bert_nsp", "roformer_lm"])
+def test_google_checkpoint_round_trip_of_new_options(tmp_path, name):
+    """save_checkpoint writes the new variables (embedding mapping, NSP head); the result rebuilds the model."""
+    from bert4sim.models import save_checkpoint
+
+    model, inputs = build_case(name)
+    save_checkpoint(model, str(tmp_path / "bert_model.ckpt"))
+    options = {k: v for k, v in CASES[name]["options"].items()}
+    rebuilt = build_transformer_model(str(tmp_path / "bert_config.json"), str(tmp_path / "bert_model.ckpt"), **options)
+    for got, want in zip(*(m.predict(inputs, verbose=0) if len(m.outputs) > 1 else [m.predict(inputs, verbose=0)]
+                           for m in (rebuilt, model))):
+        np.testing.assert_allclose(got, want, atol=1e-6)
