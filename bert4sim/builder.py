@@ -212,8 +212,9 @@ class Transformer:
         if self.with_nsp:
             self.nsp = self._layer("NSP-Proba", lambda n: NextSentence(init, name=n))
         if self.with_mlm:
+            epsilon = float(self.config.get("layer_norm_eps", L.LAYER_NORM_EPSILON))  # bert4keras: 1e-12 here
             self.mlm_transform = self._layer("MLM-Transform", lambda n: MLMTransform(
-                self.hidden_act, init, units=E, conditional=conditional, condition_hidden_units=cond_hidden,
+                self.hidden_act, init, epsilon, units=E, conditional=conditional, condition_hidden_units=cond_hidden,
                 condition_hidden_activation=cond_act, name=n))
             activation = "linear" if self.with_mlm == "linear" else "softmax"
             self.mlm_bias = self._layer("MLM-Bias", lambda n: MLMBias(self.vocab_size, activation, name=n))

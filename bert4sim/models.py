@@ -97,6 +97,8 @@ def extend_with_unified_language_model(BaseModel):  # noqa: N803
 MODEL_CLASSES = {"bert": BERT, "roberta": BERT, "roformer": RoFormer}
 _BUILDER_KEYWORDS = set(inspect.signature(Transformer.__init__).parameters) - {"self", "config", "model",
                                                                                "application"}
+# config keys bert4sim reads when present: the model type (convert writes it), transformers' LayerNorm epsilon
+_OPTIONAL_CONFIG_KEYS = ("model_type", "layer_norm_eps")
 # bert4keras's keyword names that stand for config keys: when not given, they come from the config
 _ALIASES = {"max_position": "max_position_embeddings", "segment_vocab_size": "type_vocab_size",
             "dropout_rate": "hidden_dropout_prob", "attention_dropout_rate": "attention_probs_dropout_prob"}
@@ -185,8 +187,8 @@ def build_transformer_model(
     build_args = {k: kwargs.pop(k) for k in BUILD_KEYWORDS if k in kwargs}
     folder_config, config_path, checkpoint_path = _transformers_sources(config_path, checkpoint_path)
     kwargs = {**folder_config, **kwargs}
-    known = (set(REQUIRED_CONFIG_KEYS) | set(CONFIG_DEFAULTS) | checkpoints.config_file_keys(config_path)
-             | set(folder_config))
+    known = (set(REQUIRED_CONFIG_KEYS) | set(CONFIG_DEFAULTS) | set(_OPTIONAL_CONFIG_KEYS)
+             | checkpoints.config_file_keys(config_path) | set(folder_config))
     unknown = sorted(k for k in kwargs if k not in known and k not in _BUILDER_KEYWORDS)
     if unknown:
         raise TypeError(f"build_transformer_model got unknown keyword(s) {', '.join(map(repr, unknown))}: neither "

@@ -19,6 +19,9 @@ import numpy as np
 
 MODEL_TYPES = ("bert", "roformer")
 LAYER_NORM_EPSILON = 1e-12
+# The LayerNorm epsilon bert4sim builds each model type with when its config has no layer_norm_eps (bert4keras's:
+# RoFormer's norms use K.epsilon()); bert4sim.layers holds the same two numbers (tested).
+DEFAULT_LAYER_NORM_EPSILON = {"bert": LAYER_NORM_EPSILON, "roformer": 1e-7}
 # (transformers name under the base model, Google name under the scope, transposed, models); "{i}": layer index.
 _BLOCK = (
     ("attention.self.query.weight", "attention/self/query/kernel", True),
@@ -247,8 +250,10 @@ def google_config(config, where="config.json"):
         raise ValueError(f"{where}: hidden_size {config['hidden_size']} is not a multiple of "
                          f"num_attention_heads {config['num_attention_heads']}")
     epsilon = config.get("layer_norm_eps", LAYER_NORM_EPSILON)
-    if not isinstance(epsilon, (int, float)) or abs(epsilon - LAYER_NORM_EPSILON) > 1e-15:
-        raise ValueError(f"{where}: layer_norm_eps {epsilon!r} is not supported (bert4sim's LayerNorm uses 1e-12)")
+    if not isinstance(epsilon, (int, float)) or not any(abs(epsilon - e) <= 1e-15 * e
+                                                         for e in DEFAULT_LAYER_NORM_EPSILON.values()):
+        raise ValueError(f"{where}: layer_norm_eps {epsilon!r} is not supported (bert4sim's LayerNorms use 1e-12, "
+                         "or 1e-7 in RoFormer as bert4keras built them)")
     activation = config.get("hidden_act", "gelu")
     if ACTIVATIONS.get(activation) is None:
         raise ValueError(f"{where}: hidden_act {activation!r} is not supported "
@@ -272,6 +277,8 @@ def google_config(config, where="config.json"):
     out = {key: config.get(key, CONFIG_DEFAULTS.get(key)) for key in GOOGLE_CONFIG_KEYS}
     out["hidden_act"] = ACTIVATIONS[activation]
     out["model_type"] = model_type
+    if epsilon != DEFAULT_LAYER_NORM_EPSILON[model_type]:
+        out["layer_norm_eps"] = float(epsilon)  # e.g. a transformers RoFormer: 1e-12 where bert4keras used 1e-7
     if config.get("is_decoder"):
         out["is_decoder"] = True  # a causal LM (bert4sim: application="lm"); kept for the way back
     return out
@@ -292,7 +299,8 @@ def transformers_config(config, model_type, architecture):
     if activation not in TO_TRANSFORMERS_ACTIVATION:
         raise ValueError(f"hidden_act {activation!r} has no transformers equivalent")
     out.update(hidden_act=TO_TRANSFORMERS_ACTIVATION[activation], model_type=model_type,
-               architectures=[architecture], layer_norm_eps=LAYER_NORM_EPSILON, pad_token_id=0,
+               architectures=[architecture],
+               layer_norm_eps=float(config.get("layer_norm_eps", DEFAULT_LAYER_NORM_EPSILON[model_type])), pad_token_id=0,
                tie_word_embeddings=True)
     if config.get("is_decoder"):
         out["is_decoder"] = True

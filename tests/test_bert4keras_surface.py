@@ -18,7 +18,7 @@ HERE = os.path.join(os.path.dirname(__file__), "fixtures", "bert4keras_surface")
 REFERENCE = np.load(os.path.join(HERE, "reference.npz"))
 with open(os.path.join(HERE, "cases.json"), encoding="utf-8") as _f:
     CASES = json.load(_f)
-MODEL_CASES = sorted(name for name in CASES if not name.startswith("layer:"))
+MODEL_CASES = sorted(name for name, case in CASES.items() if "checkpoint" in case)
 
 
 def _norm_layer(model, bert4keras_name):
@@ -242,3 +242,24 @@ def test_google_checkpoint_round_trip_of_new_options(tmp_path, name):
     for got, want in zip(*(m.predict(inputs, verbose=0) if len(m.outputs) > 1 else [m.predict(inputs, verbose=0)]
                            for m in (rebuilt, model))):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_roformer_epsilon_is_bert4keras_unless_the_config_says_otherwise():
+    """RoFormer's embedding / block norms use bert4keras's 1e-7; a transformers RoFormer (1e-12) keeps its own."""
+    from bert4sim import transformers_format
+
+    assert transformers_format.DEFAULT_LAYER_NORM_EPSILON == {"bert": L.LAYER_NORM_EPSILON,
+                                                             "roformer": L.ROFORMER_LAYER_NORM_EPSILON}
+    folder = os.path.join(HERE, "roformer")
+    bert4keras_like = build_transformer_model(os.path.join(folder, "bert_config.json"), model="roformer",
+                                              with_mlm=True, return_keras_model=False)
+    assert bert4keras_like.blocks[0].layer_norm_epsilon == 1e-7 and bert4keras_like.embedding_norm.epsilon == 1e-7
+    assert bert4keras_like.mlm_transform.layer_norm_epsilon == 1e-12
+    config = transformers_format.google_config({"model_type": "roformer", "vocab_size": 40, "hidden_size": 16,
+                                                "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                "intermediate_size": 32, "layer_norm_eps": 1e-12})
+    from_transformers = build_transformer_model(with_mlm=True, return_keras_model=False, **config)
+    assert from_transformers.blocks[0].layer_norm_epsilon == 1e-12
+    assert from_transformers.mlm_transform.layer_norm_epsilon == 1e-12
+    back = transformers_format.transformers_config(bert4keras_like.config, "roformer", "RoFormerModel")
+    assert back["layer_norm_eps"] == 1e-7
