@@ -19,6 +19,7 @@ from bert4sim.checkpoints import (APPLICATIONS, BLOCK_VARIABLES, CONFIG_DEFAULTS
                                   HEAD_VARIABLES, MODELS, REQUIRED_CONFIG_KEYS, ConfigError, read_config)
 from bert4sim.heads import MLMBias, MLMTransform, Pooler
 from bert4sim.precision import set_matmul_dtype
+from bert4sim.tokenizers import check_token_dict
 from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
 __all__ = ["ConfigError", "Transformer", "build_transformer_model", "save_checkpoint"]
@@ -215,6 +216,8 @@ class Transformer:
             "attention_probs_dropout_prob": first.attention_dropout_rate,
             "initializer_range": CONFIG_DEFAULTS["initializer_range"],
         }
+        if "Pooling" in names:  # a sentence encoder (build_sentence_encoder): its pooling goes into bert_config.json
+            config["pooling"] = names["Pooling"].mode
         mode = names["Attention-Mask"].mode
         pooler, mlm_bias = names.get("Pooler-Dense"), names.get("MLM-Bias")
         self = cls(
@@ -397,6 +400,11 @@ def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert", voc
     Example:
         >>> save_checkpoint(encoder, "checkpoints/demo/bert_model.ckpt", vocab=tokenizer.token_dict)
     """
+    if not isinstance(model, (Transformer, keras.Model)):
+        raise TypeError(f"model must be a bert4sim Keras model or builder (build_transformer_model), "
+                        f"got {type(model).__name__}")
+    if vocab is not None:
+        check_token_dict(vocab)  # before anything is written
     transformer = model if isinstance(model, Transformer) else Transformer.from_model(model)
     return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix, vocab=vocab)
 

@@ -124,13 +124,17 @@ def _char_class(ch):
 
 
 def has_content(text):
-    """True when ``text`` holds a character the tokenizer keeps (not only spaces, control or zero-width ones).
+    """True when ``text`` holds a character the tokenizer keeps that is not a combining mark.
+
+    Spaces, control and zero-width characters are dropped by the tokenizer; combining marks
+    (accents, categories M*) alone have no base character and lower-casing drops them, so a
+    text made only of those is empty everywhere in bert4sim.
 
     Example:
-        >>> has_content("\u200b\u200d \t"), has_content("你好")
-        (False, True)
+        >>> has_content("\u200b\u200d \t"), has_content("\u0301\u0302"), has_content("你好")
+        (False, False, True)
     """
-    return any(_char_class(ch) in (_SPLIT, _KEEP) for ch in text)
+    return any(_char_class(ch) in (_SPLIT, _KEEP) and unicodedata.category(ch)[0] != "M" for ch in text)
 
 
 def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
@@ -182,12 +186,30 @@ def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
     return new_dict, keep_tokens
 
 
+def check_token_dict(token_dict, name="vocab"):
+    """Raise unless ``token_dict`` is a ``{token: id}`` dict whose ids are exactly 0 .. n-1 (a vocab.txt's lines).
+
+    Example:
+        >>> check_token_dict({"[PAD]": 0, "[UNK]": 1})
+    """
+    if not isinstance(token_dict, dict):
+        raise TypeError(f"{name} must be a {{token: id}} dict, got {type(token_dict).__name__}")
+    for token, index in token_dict.items():
+        if not isinstance(token, str) or not token or any(ch in token for ch in "\r\n"):
+            raise ValueError(f"{name}: token {token!r} is not a one-line non-empty string")
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise ValueError(f"{name}: id of {token!r} is {type(index).__name__} {index!r}, not an integer")
+    if sorted(token_dict.values()) != list(range(len(token_dict))):
+        raise ValueError(f"{name}: ids must be 0 .. {len(token_dict) - 1}, each once (one per vocab.txt line)")
+
+
 def save_vocab(dict_path, token_dict, encoding="utf-8"):
-    """Write ``{token: id}`` as a vocab.txt, one token a line in id order.
+    """Write ``{token: id}`` as a vocab.txt, one token a line in id order (ids must be 0 .. n-1).
 
     Example:
         >>> save_vocab("out/vocab.txt", tokenizer.token_dict)
     """
+    check_token_dict(token_dict)
     with open(dict_path, "w", encoding=encoding) as writer:
         for token, _ in sorted(token_dict.items(), key=lambda item: item[1]):
             writer.write(token + "\n")
@@ -268,7 +290,21 @@ class Tokenizer:
             raise IndexError(f"token id {index} is not in the vocabulary (size {self._vocab_size})") from None
 
     def ids_to_tokens(self, ids):
-        return [self.id_to_token(int(index)) for index in ids]
+        """Tokens of a sequence of integer ids (a list, tuple or 1-D integer array).
+
+        Example:
+            >>> tokenizer.ids_to_tokens([2, 3])
+            ['[CLS]', '[SEP]']
+        """
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) != 1:
+            shape = f" of shape {ids.shape}" if hasattr(ids, "shape") else ""
+            raise TypeError(f"ids must be a sequence of integer token ids, got {type(ids).__name__}{shape}")
+        tokens = []
+        for i, index in enumerate(ids):
+            if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+                raise TypeError(f"ids[{i}] must be an integer token id, got {type(index).__name__} {index!r}")
+            tokens.append(self.id_to_token(int(index)))
+        return tokens
 
     # -- tokenizing ---------------------------------------------------------------
 
@@ -340,7 +376,7 @@ class Tokenizer:
             >>> tokenizer.decode(tokenizer.encode("我爱 NLP 和 deep learning")[0])
             '我爱nlp和deep learning'
         """
-        tokens = tokens or self.ids_to_tokens(ids)
+        tokens = self.ids_to_tokens(ids) if tokens is None else list(tokens)
         tokens = [token for token in tokens if not is_special(token)]
         text = ""
         for i, token in enumerate(tokens):

@@ -209,10 +209,10 @@ CASES = [
      Raises(ValueError, "bert_config.json: not UTF-8")),
     ("config-bad-value", lambda c: build_transformer_model(
         ckpt_with(c, lambda v: v.update(hidden_size="16")) + "/bert_config.json"),
-     Raises(ValueError, "hidden_size must be a positive integer, got '16'")),
+     Raises(ValueError, r"bert_config.json: hidden_size must be an integer, got str '16'")),
     ("config-zero-layers", lambda c: build_transformer_model(
         ckpt_with(c, lambda v: v.update(num_hidden_layers=0)) + "/bert_config.json"),
-     Raises(ValueError, "num_hidden_layers must be a positive integer, got 0")),
+     Raises(ValueError, "num_hidden_layers must be between 1 and 1024, got 0")),
     ("config-fewer-layers", lambda c: build_transformer_model(
         ckpt_with(c, lambda v: v.update(num_hidden_layers=1)) + "/bert_config.json", str(c.tmp / B)),
      Raises(ValueError, r"holds variables this model does not use: bert/encoder/layer_1/")),
@@ -301,7 +301,7 @@ CASES = [
     ("index-vectors-pickled", lambda c: VectorIndex.load(index_with(c, vectors=np.array([{"a": 1}] * 6)[:, None]))
      , Raises(ValueError, "vectors.npy is not a readable .npy array")),
     ("index-meta-dim-string", lambda c: VectorIndex.load(index_with(c, meta=lambda m: m.update(dim="16"))),
-     Raises(ValueError, r"meta.json: key 'dim' must be int, got '16'")),
+     Raises(ValueError, r"meta.json: dim must be an integer, got str '16'")),
     ("index-dtype-mismatch", lambda c: VectorIndex.load(index_with(c, meta=lambda m: m.update(dtype="float16"))),
      Raises(ValueError, "holds float32 vectors, .*meta.json says float16")),
     ("cli-index-folder-missing", lambda c: cli("similar", "查询", "--model", str(c.root / B), "--index",
@@ -309,13 +309,13 @@ CASES = [
     ("index-of-other-dimension", lambda c: c.sim.use_index(VectorIndex(8).add(np.ones((1, 8)), ["x"])),
      Raises(ValueError, "index vectors have dimension 8, this model produces 16")),
     ("index-add-zero-vector", lambda c: VectorIndex(4).add(np.zeros((2, 4)), ["a", "b"]),
-     Raises(ValueError, "vector row 0 is zero or not finite")),
+     Raises(ValueError, "vectors row 0 is all zeros: it has no direction")),
     ("index-add-nan-vector", lambda c: VectorIndex(4).add(np.array([[1, 0, 0, 0], [np.nan, 0, 0, 0]]), ["a", "b"]),
-     Raises(ValueError, "vector row 1 is zero or not finite")),
+     Raises(ValueError, "vectors row 1 holds NaN or infinity")),
     # --- SimilarityModel folders
     ("model-meta-missing-key", lambda c: SimilarityModel.load(str(c.copy("model")) if not c.edit_json(
         c.inner("model") / "similarity_model.json", lambda m: m.pop("maxlen")) else None),
-     Raises(ValueError, "similarity_model.json lacks key 'maxlen'")),
+     Raises(ValueError, r"similarity_model.json lacks required key\(s\): maxlen")),
     ("model-meta-truncated", lambda c: SimilarityModel.load(str(c.copy("model")) if not truncate(
         c.inner("model") / "similarity_model.json") else None), Raises(ValueError, r"similarity_model.json:\d+: not valid JSON")),
     ("model-encoder-damaged", lambda c: SimilarityModel.load(str(c.copy("model")) if not truncate(
@@ -350,7 +350,7 @@ CASES = [
     ("cli-query-zero-width", lambda c: cli("similar", "\u200b", "--model", str(c.root / "model")),
      Exit2("text is empty")),
     ("text-bytes", lambda c: c.sim.encode(b"abc"), Raises(TypeError, "texts must be a list of strings, got bytes")),
-    ("text-none-in-list", lambda c: c.sim.encode(["好", None]), Raises(TypeError, r"texts\[1\] is NoneType, not str")),
+    ("text-none-in-list", lambda c: c.sim.encode(["好", None]), Raises(TypeError, r"texts\[1\] must be a str, got NoneType")),
     ("batch-size-string", lambda c: c.sim.encode(["好"], batch_size="8"),
      Raises(TypeError, "batch_size must be an integer, got str '8'")),
     ("batch-size-float", lambda c: c.sim.encode(["好"], batch_size=2.5), Raises(TypeError, "batch_size must be an integer")),
