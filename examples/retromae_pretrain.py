@@ -59,6 +59,12 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--fresh", action="store_true",
+                         help="discard the backup of an interrupted run in OUTPUT and start over")
+    restart.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run even though it was started with other flags "
+                              "(by default a backup made with the same flags is resumed, one with others refused)")
     parser.add_argument("--compare", action="store_true",
                         help="after pre-training, fine-tune it and a randomly initialised twin briefly on "
                              "sts_train.tsv (CoSENT, [CLS] vectors) and print Spearman on sts_test.tsv")
@@ -206,6 +212,12 @@ def main(argv=None):
     args = parse_args(argv)
     if bool(args.config) != bool(args.checkpoint):
         sys.exit("--config and --checkpoint go together")
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
+    from bert4sim.training import start_run_or_exit
+
+    start_run_or_exit(args, os.path.join(args.output, "run"), prog="retromae_pretrain.py")
     retromae, tokenizer, history = pretrain(args)
     save_encoder(args, retromae, tokenizer)
     if args.compare:

@@ -55,7 +55,13 @@ def parse_args(argv=None):
                         help="1e-5 constant with --config, else 1e-3 with warm-up and decay")
     parser.add_argument("--clip-norm", type=float, default=None, help="global gradient norm clip (original: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--micro", action="store_true")
+    parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--fresh", action="store_true",
+                         help="discard the backup of an interrupted run in OUTPUT and start over")
+    restart.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run even though it was started with other flags "
+                              "(by default a backup made with the same flags is resumed, one with others refused)")
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (96 if args.config else 32)
     return args
@@ -108,6 +114,10 @@ def teacher_batches(batches, teacher_tokenizer, maxlen):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     from bert4sim.data import parse_ratio, read_passages, to_dataset
@@ -116,9 +126,10 @@ def main(argv=None):
     from bert4sim.roformer_sim import mine_similar_pairs, noisy_source
     from bert4sim.simbert import read_synonym_groups, simbert_batches, simbert_training_model
     from bert4sim.similarity import SimilarityModel
-    from bert4sim.training import ExactResume, make_optimizer, training_callbacks
+    from bert4sim.training import ExactResume, make_optimizer, start_run_or_exit, training_callbacks
 
-    args = parse_args(argv)
+    start_run_or_exit(args, *(os.path.join(args.output, stage) for stage in ("stage1", "stage2")),
+                      prog="roformer_sim.py")
     keras.utils.set_random_seed(args.seed)
     groups, general, ratio = read_synonym_groups(args.train), None, parse_ratio(args.general_ratio)
     if args.general_corpus:

@@ -54,6 +54,12 @@ def parse_args(argv=None):
                         help="back up every N steps (default: every epoch); a killed run resumes from the backup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--fresh", action="store_true",
+                         help="discard the backup of an interrupted run in OUTPUT and start over")
+    restart.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run even though it was started with other flags "
+                              "(by default a backup made with the same flags is resumed, one with others refused)")
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (128 if args.config else 32)
     return args
@@ -150,6 +156,12 @@ def main(argv=None):
     args = parse_args(argv)
     if bool(args.config) != bool(args.checkpoint):
         sys.exit("--config and --checkpoint go together")
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
+    from bert4sim.training import start_run_or_exit
+
+    start_run_or_exit(args, os.path.join(args.output, "run"), prog="simbert.py")  # says so first when it resumes
     bert, tokenizer, history = train(args)
     save_and_demo(args, bert, tokenizer)
     return history
