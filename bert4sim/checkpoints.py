@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bert4sim.checks import Field, read_fields
+from bert4sim.checks import Field, physical_memory, read_fields
 from bert4sim.files import current_version, new_version, read_json, read_marker, write_json_atomic
 from bert4sim.tokenizers import save_vocab
 
@@ -165,11 +165,8 @@ def _check_weights_fit(config, where):
     tables = {key: config[key] * h for key in ("vocab_size", "max_position_embeddings", "type_vocab_size")}
     blocks = layers * (4 * h * h + 2 * h * config["intermediate_size"] + 9 * h + config["intermediate_size"])
     need = 4 * (sum(tables.values()) + blocks + h * h + config["vocab_size"])
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system: no figure to compare with
-        return
-    if need > memory:
+    memory = physical_memory()
+    if memory is not None and need > memory:
         largest = max(tables, key=tables.get)
         part = (f"{largest} {config[largest]} x hidden_size {h}" if tables[largest] * 4 > need / 2 else
                 f"{layers} layers of hidden_size {h}, intermediate_size {config['intermediate_size']}")

@@ -186,6 +186,24 @@ def check_vectors(vectors, name, dim=None):
     return array
 
 
+def physical_memory():
+    """This machine's physical memory in bytes, or None where the system does not say.
+
+    Sizes are checked against it before anything is allocated (a config or an argument that would
+    need more is one clear error, not seconds of allocating and an out-of-memory error).
+
+    Example:
+        >>> physical_memory() > 0
+        True
+    """
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 # -- saved folders and config files --------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

@@ -337,7 +337,12 @@ def create_app(model, index=None, limits=None, max_batch=64, max_wait_ms=2.0, an
         await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
         if answer.done():
             gone.cancel()
-            return answer.result()
+            try:
+                return answer.result()
+            except (ValueError, TypeError) as error:
+                if kind != "synonyms":  # encode / similar inputs were checked before: this is the server's
+                    raise
+                raise BadRequest(422, str(error)) from None  # gen_synonyms' own argument checks (one job, alone)
         future.cancel()  # still queued: the batcher skips it (a running one finishes; nobody reads it)
         answer.cancel()
         raise BadRequest(499, "the client closed the connection before the answer")
@@ -458,6 +463,17 @@ def request_timeout_protocol(timeout):
             if self._read_timer is not None:
                 self._read_timer.cancel()
                 self._read_timer = None
+
+        def send_400_response(self, msg):  # malformed HTTP (h11's verdict): a JSON error like every other
+            import h11
+
+            body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                       (b"content-length", str(len(body)).encode())]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
 
         def _timed_out(self):
             self._read_timer = None

@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from bert4sim.checkpoints import (CONFIG_DEFAULTS, REQUIRED_CONFIG_KEYS, checkpoint_shapes, detect_model_type,
                                   read_config, resolve_checkpoint_path)
-from bert4sim.checks import Field, check_bool, check_choice, check_int, check_text, check_texts, read_fields
+from bert4sim.checks import (Field, check_bool, check_choice, check_int, check_text, check_texts, physical_memory,
+                             read_fields)
 from bert4sim.files import new_version, read_current, read_json, read_marker
 from bert4sim.generation import CachedDecoder
 from bert4sim.heads import Pooling
@@ -231,6 +232,7 @@ class SimilarityModel:
                 raise TypeError(f"topp must be a number in (0, 1], got {type(topp).__name__} {topp!r}")
             if not 0 < topp <= 1:
                 raise ValueError(f"topp must be in (0, 1], got {topp}")
+        self._check_samples_fit(n, maxlen)
         positions = position_limit(self.seq2seq)
         # The source and the generated sentence share the positions: the source gets at most half.
         source_len = self.maxlen if positions is None else min(self.maxlen, positions // 2)
@@ -250,6 +252,19 @@ class SimilarityModel:
         vectors = self.encode([text] + candidates)
         scores = vectors[1:] @ vectors[0]
         return [candidates[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+    def _check_samples_fit(self, n, maxlen):
+        """Refuse an ``n`` whose decoding buffers (key/value cache, logits) would not fit in memory."""
+        embedding = _find_layer(self.seq2seq, "Embedding-Token")
+        memory = physical_memory()
+        if embedding is None or memory is None:
+            return
+        blocks = sum(1 for layer in self.seq2seq.layers if layer.name.startswith("Transformer-"))
+        length = self.maxlen + maxlen
+        need = 4 * n * (2 * blocks * length * embedding.output_dim + 2 * embedding.input_dim)
+        if need > memory // 2:
+            raise ValueError(f"n={n} samples would need {need / 2**30:.1f} GiB of decoding buffers, more than half "
+                             f"of this machine's {memory / 2**30:.1f} GiB: draw fewer (n=100 is SimBERT's default)")
 
     # -- retrieval -----------------------------------------------------------------------
 

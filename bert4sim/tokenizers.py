@@ -245,6 +245,9 @@ class Tokenizer:
             token_dict = load_vocab(os.fspath(token_dict))
         if not isinstance(token_dict, dict):
             raise TypeError(f"token_dict must be a vocab path or a dict, got {type(token_dict).__name__}")
+        if not isinstance(do_lower_case, bool) and type(do_lower_case).__name__ != "bool_":
+            raise TypeError(f"do_lower_case must be True or False, got {type(do_lower_case).__name__} "
+                            f"{do_lower_case!r}")
         missing = [t for t in REQUIRED_TOKENS if t not in token_dict]
         missing += [t for t in (token_start, token_end) if t and t not in token_dict and t not in missing]
         if missing:

@@ -223,6 +223,14 @@ def test_half_sent_requests_are_disconnected_after_the_request_timeout(sim):
         assert time.monotonic() - started < 5
         for s in half_headers + [half_body, silent]:
             s.close()
+        garbled = socket.create_connection(("127.0.0.1", port))
+        garbled.sendall(b"POST /similar HTTP/1.1\r\nContent-Length: twelve\r\n\r\n")
+        garbled.settimeout(5)
+        reply = b""
+        while chunk := garbled.recv(4096):  # until the server closes it
+            reply += chunk
+        garbled.close()
+        assert reply.startswith(b"HTTP/1.1 400") and b'{"error": "malformed HTTP request' in reply, reply
         # A whole request on a kept-alive connection is not cut by the timer of its first request.
         with httpx.Client(base_url=server.base, timeout=5) as client:
             for _ in range(3):
@@ -263,6 +271,20 @@ def test_requests_whose_clients_left_are_dropped_before_they_run(sim):
         assert httpx.get(f"{server.base}/health").json()["batching"]["dropped"] == 5
         answer = httpx.post(f"{server.base}/synonyms", json={"text": "查询余额", "n": 4, "k": 2, "seed": 0}, timeout=30)
         assert answer.status_code == 200
+
+
+def test_generation_argument_errors_of_the_library_are_422(sim):
+    huge = Limits(max_n=1 << 14)
+    with TestClient(create_app(_HugeCache(sim), limits=huge)) as client:
+        response = client.post("/synonyms", json={"text": "查询余额", "n": 16, "k": 2})
+        assert response.status_code == 422 and "decoding buffers" in response.json()["error"]
+
+
+class _HugeCache(_SlowSynonyms):
+    """gen_synonyms refusing as it does for an n whose buffers exceed memory (without needing such a machine)."""
+
+    def gen_synonyms(self, text, **options):
+        raise ValueError(f"n={options['n']} samples would need 9999.0 GiB of decoding buffers")
 
 
 def _free_port():
