@@ -128,6 +128,7 @@ def main(argv=None):
     from bert4sim.similarity import SimilarityModel
     from bert4sim.training import ExactResume, make_optimizer, start_run_or_exit, training_callbacks
 
+    claim(args.output, "checkpoint", "bert_model.ckpt")  # refuses others' folders before anything goes in
     start_run_or_exit(args, *(os.path.join(args.output, stage) for stage in ("stage1", "stage2")),
                       prog="roformer_sim.py")
     keras.utils.set_random_seed(args.seed)

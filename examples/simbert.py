@@ -159,8 +159,10 @@ def main(argv=None):
     from bert4sim.startup import quiet_tensorflow
 
     quiet_tensorflow()
+    from bert4sim.files import claim
     from bert4sim.training import start_run_or_exit
 
+    claim(args.output, "checkpoint", "bert_model.ckpt")  # refuses others' folders before anything goes in
     start_run_or_exit(args, os.path.join(args.output, "run"), prog="simbert.py")  # says so first when it resumes
     bert, tokenizer, history = train(args)
     save_and_demo(args, bert, tokenizer)

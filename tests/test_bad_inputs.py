@@ -448,16 +448,16 @@ CASES = [
     ("config-pooling-unknown", lambda c: SimilarityModel.from_checkpoint(ckpt_with(c, lambda v: v.update(pooling="avg"))),
      Raises(ValueError, "bert_config.json: pooling must be one of 'pooler', 'cls', 'mean', 'max', got str 'avg'")),
     ("model-meta-lower-case-string", lambda c: SimilarityModel.load(str(c.copy("model")) if not c.edit_json(
-        c.copy("model") / "similarity_model.json", lambda m: m.update(do_lower_case="false")) else None),
+        c.inner("model") / "similarity_model.json", lambda m: m.update(do_lower_case="false")) else None),
      Raises(ValueError, "similarity_model.json: do_lower_case must be True or False, got str 'false'")),
     ("model-meta-maxlen-float", lambda c: SimilarityModel.load(str(c.copy("model")) if not c.edit_json(
-        c.copy("model") / "similarity_model.json", lambda m: m.update(maxlen=16.5)) else None),
+        c.inner("model") / "similarity_model.json", lambda m: m.update(maxlen=16.5)) else None),
      Raises(ValueError, "similarity_model.json: maxlen must be an integer, got float 16.5")),
     ("model-meta-precision-unknown", lambda c: SimilarityModel.load(str(c.copy("model")) if not c.edit_json(
-        c.copy("model") / "similarity_model.json", lambda m: m.update(precision="fp8")) else None),
+        c.inner("model") / "similarity_model.json", lambda m: m.update(precision="fp8")) else None),
      Raises(ValueError, "similarity_model.json: precision must be one of")),
     ("model-folder-index-of-other-model", lambda c: SimilarityModel.load(str(c.copy("model")) if not c.edit_json(
-        c.copy("model") / "index" / "meta.json", lambda m: m.update(model_id="someone-else")) else None),
+        c.inner("model") / "index" / "meta.json", lambda m: m.update(model_id="someone-else")) else None),
      Raises(ValueError, r"index: index was built by model someone-else, this model is")),
     ("index-meta-breadth-string", lambda c: VectorIndex.load(index_with(c, meta=lambda m: m.update(search_breadth="64"))),
      Raises(ValueError, r"meta.json: search_breadth must be an integer, got str '64'")),

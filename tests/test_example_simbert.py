@@ -18,6 +18,9 @@ def test_simbert_example_micro_run(tmp_path, capsys):
 
     out = str(tmp_path / "simbert")
     # A backup left by a killed run with other flags is refused, not silently resumed; --fresh discards it.
+    from bert4sim.files import claim
+
+    claim(out, "checkpoint", "bert_model.ckpt")  # as the killed run did
     os.makedirs(os.path.join(out, "run", "backup"))
     open(os.path.join(out, "run", "backup", "latest.weights.h5"), "w").close()
     with open(os.path.join(out, "run", "run_settings.json"), "w") as f:
