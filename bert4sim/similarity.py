@@ -32,7 +32,7 @@ from bert4sim.index import VectorIndex, unit_rows
 from bert4sim.models import build_transformer_model
 from bert4sim.precision import PRECISIONS, resolve_precision, set_matmul_dtype
 from bert4sim.sequences import sequence_padding
-from bert4sim.tokenizers import Tokenizer, save_vocab
+from bert4sim.tokenizers import Tokenizer, has_content, save_vocab
 from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
 MODEL_META = "similarity_model.json"
@@ -245,7 +245,7 @@ class SimilarityModel:
         candidates = []
         for ids in samples:
             candidate = self.tokenizer.decode(ids)
-            if candidate.strip() and candidate != text and candidate not in candidates:
+            if has_content(candidate) and candidate != text and candidate not in candidates:
                 candidates.append(candidate)
         if not candidates:
             return []

@@ -215,7 +215,12 @@ def test_readme_runs_as_written(clone, monkeypatch):
             run_bash_block(text, directives, root, env, where, report)
     print("\n".join(report))
     # What the blocks promise to leave behind, for the next reader's next step.
-    for path in ("checkpoints/simbert_demo/similarity_model", "indexes/faq/meta.json", "models/faq",
-                 "exported/simbert_demo/saved_model.pb", "checkpoints/my_model/bert_config.json",
-                 "checkpoints/sbert_mean/bert_config.json", "runs/simbert/last.weights.h5"):
-        assert (root / path).exists(), path
+    from bert4sim.similarity import SimilarityModel, VectorIndex
+
+    for path in ("exported/simbert_demo/saved_model.pb", "runs/simbert/last.weights.h5"):
+        assert (root / path).is_file(), path
+    lines = (root / "examples" / "data" / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    assert len(VectorIndex.load(str(root / "indexes" / "faq"))) == len([line for line in lines if line.strip()])
+    assert SimilarityModel.load(str(root / "models" / "faq")).index is not None
+    sbert = SimilarityModel.from_checkpoint(str(root / "checkpoints" / "sbert_mean"))  # the pooling it was saved with
+    assert sbert.encoder.get_layer("Pooling").mode == "mean"
