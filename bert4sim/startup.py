@@ -1,4 +1,4 @@
-"""Process start-up for the ``bert4sim`` command and the examples: TensorFlow's start-up lines off.
+"""Process start-up for the ``bert4sim`` command and the examples: TensorFlow's start-up lines off, resume flags.
 
 Importing TensorFlow prints 5-10 lines on stderr from its C++ side (absl's "All log messages before
 absl::InitializeLog()", oneDNN's and the CPU-feature notices), which ``TF_CPP_MIN_LOG_LEVEL`` alone
@@ -55,3 +55,20 @@ def quiet_tensorflow():
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
                 sys.stderr.flush()
+
+
+def add_restart_flags(parser):
+    """Add ``--fresh`` / ``--resume`` (exclusive) to an example script's parser, for :func:`start_run_or_exit`.
+
+    Here, not in :mod:`bert4sim.training`, so parsing flags (and ``--help``) does not import TensorFlow.
+
+    Example:
+        >>> add_restart_flags(parser); args = parser.parse_args(["--fresh"])
+    """
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--fresh", action="store_true",
+                         help="discard the backup of an interrupted run in OUTPUT and start over")
+    restart.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run even though it was started with other flags "
+                              "(by default a backup made with the same flags is resumed, one with others refused)")
+    return parser

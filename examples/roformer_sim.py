@@ -27,6 +27,8 @@ import argparse
 import os
 import sys
 
+from bert4sim.startup import add_restart_flags
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 DATA = os.path.join(HERE, "data")
@@ -56,12 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--clip-norm", type=float, default=None, help="global gradient norm clip (original: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
-    restart = parser.add_mutually_exclusive_group()
-    restart.add_argument("--fresh", action="store_true",
-                         help="discard the backup of an interrupted run in OUTPUT and start over")
-    restart.add_argument("--resume", action="store_true",
-                         help="continue an interrupted run even though it was started with other flags "
-                              "(by default a backup made with the same flags is resumed, one with others refused)")
+    add_restart_flags(parser)  # --fresh / --resume: what to do with an interrupted run's backup
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (96 if args.config else 32)
     return args

@@ -20,6 +20,8 @@ import argparse
 import os
 import sys
 
+from bert4sim.startup import add_restart_flags
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
@@ -54,12 +56,7 @@ def parse_args(argv=None):
                         help="back up every N steps (default: every epoch); a killed run resumes from the backup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
-    restart = parser.add_mutually_exclusive_group()
-    restart.add_argument("--fresh", action="store_true",
-                         help="discard the backup of an interrupted run in OUTPUT and start over")
-    restart.add_argument("--resume", action="store_true",
-                         help="continue an interrupted run even though it was started with other flags "
-                              "(by default a backup made with the same flags is resumed, one with others refused)")
+    add_restart_flags(parser)  # --fresh / --resume: what to do with an interrupted run's backup
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (128 if args.config else 32)
     return args
