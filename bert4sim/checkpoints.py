@@ -66,6 +66,7 @@ CONFIG_FIELDS = {
     "initializer_range": Field("number", above=0, maximum=10, default=0.02),
     "model_type": Field("str"),
     "pooling": Field("choice", choices=POOLINGS),  # how the encoder was trained to pool (bert4sim's key)
+    "do_lower_case": Field("bool"),  # the tokenizer's, recorded by a conversion ("false" is not False)
 }
 APPLICATIONS = ("encoder", "unilm", "lm")
 HEAD_PREFIXES = ("pooler/", "cls/")
