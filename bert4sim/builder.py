@@ -481,6 +481,8 @@ class Transformer:
         )
         if first.layer_norm_epsilon != self.layer_norm_epsilon:
             self.config["layer_norm_eps"] = first.layer_norm_epsilon
+        if "Pooling" in names:  # a sentence encoder (build_sentence_encoder): its pooling goes into bert_config.json
+            self.config["pooling"] = names["Pooling"].mode
         self.model, self.layers = model, names
         self.inputs, self.input, self.outputs, self.output = model.inputs, model.input, model.outputs, model.output
         self.token_embedding, self.position_embedding, self.embedding_mapping = token, position, mapping

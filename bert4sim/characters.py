@@ -107,10 +107,14 @@ def _char_class(ch):
 
 
 def has_content(text):
-    """True when ``text`` holds a character the tokenizer keeps (not only spaces, control or zero-width ones).
+    """True when ``text`` holds a character the tokenizer keeps that is not a combining mark.
+
+    Spaces, control and zero-width characters are dropped by the tokenizer; combining marks
+    (accents, categories M*) alone have no base character and lower-casing drops them, so a
+    text made only of those is empty everywhere in bert4sim.
 
     Example:
-        >>> has_content("\u200b\u200d \t"), has_content("你好")
-        (False, True)
+        >>> has_content("\u200b\u200d \t"), has_content("\u0301\u0302"), has_content("你好")
+        (False, False, True)
     """
-    return any(_char_class(ch) in (_SPLIT, _KEEP) for ch in text)
+    return any(_char_class(ch) in (_SPLIT, _KEEP) and unicodedata.category(ch)[0] != "M" for ch in text)

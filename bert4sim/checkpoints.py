@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from bert4sim.checks import Field, physical_memory, read_fields
 from bert4sim.files import current_version, new_version, read_json, read_marker, write_json_atomic
 from bert4sim.tokenizers import save_vocab
 
@@ -48,6 +49,25 @@ CONFIG_DEFAULTS = {
     "initializer_range": 0.02,
 }
 MODELS = ("bert", "roformer")
+POOLINGS = ("pooler", "cls", "mean", "max")
+# Every config key bert4sim reads, with its type and range: checked before anything is built, so a
+# damaged or hostile config is one error naming the file and the key (bert4sim.checks.read_fields).
+CONFIG_FIELDS = {
+    **{key: Field("int", minimum=1, required=True) for key in REQUIRED_CONFIG_KEYS},
+    "vocab_size": Field("int", minimum=1, maximum=1 << 24, required=True),
+    "hidden_size": Field("int", minimum=1, maximum=1 << 16, required=True),
+    "num_hidden_layers": Field("int", minimum=1, maximum=1024, required=True),
+    "intermediate_size": Field("int", minimum=1, maximum=1 << 20, required=True),
+    "max_position_embeddings": Field("int", minimum=1, maximum=1 << 20, default=512),
+    "type_vocab_size": Field("int", minimum=1, maximum=1 << 16, default=2),
+    "hidden_act": Field("str", default="gelu"),
+    "hidden_dropout_prob": Field("number", minimum=0, below=1, default=0.1),
+    "attention_probs_dropout_prob": Field("number", minimum=0, below=1, default=0.1),
+    "initializer_range": Field("number", above=0, maximum=10, default=0.02),
+    "model_type": Field("str"),
+    "pooling": Field("choice", choices=POOLINGS),  # how the encoder was trained to pool (bert4sim's key)
+    "do_lower_case": Field("bool"),  # the tokenizer's, recorded by a conversion ("false" is not False)
+}
 APPLICATIONS = ("encoder", "unilm", "lm")
 HEAD_PREFIXES = ("pooler/", "cls/")
 
@@ -118,16 +138,45 @@ def read_config(config_path=None, **overrides):
         config = read_json(config_path, dict, "config file")
     config.update({k: v for k, v in overrides.items() if v is not None})
     where = f"config file {config_path}" if config_path else "the model configuration"
-    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
-    if missing:
-        raise ConfigError(f"{where} lacks required key(s): {', '.join(missing)}")
-    for key in REQUIRED_CONFIG_KEYS + ("max_position_embeddings", "type_vocab_size"):
-        value = config.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return check_config(config, where)
+
+
+def check_config(config, where="the model configuration"):
+    """``config`` with defaults filled in, every key checked (:data:`CONFIG_FIELDS`) before anything is built.
+
+    Besides each key's type and range: ``hidden_size`` must divide into
+    ``num_attention_heads``, and the float32 weights must fit in this
+    machine's memory (a config saying ``vocab_size: 10**9`` is refused here,
+    not by an out-of-memory error after seconds of allocating).
+
+    Example:
+        >>> check_config({"vocab_size": 100, "hidden_size": 64, "num_hidden_layers": 2,
+        ...               "num_attention_heads": 2, "intermediate_size": 128})["hidden_act"]
+        'gelu'
+    """
+    config = read_fields(config, CONFIG_FIELDS, where, error=ConfigError)
     for key, value in CONFIG_DEFAULTS.items():
         config.setdefault(key, value)
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    if hidden % heads:
+        raise ConfigError(f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    _check_weights_fit(config, where)
     return config
+
+
+def _check_weights_fit(config, where):
+    """Refuse a config whose float32 weights alone exceed this machine's physical memory."""
+    h, layers = config["hidden_size"], config["num_hidden_layers"]
+    tables = {key: config[key] * h for key in ("vocab_size", "max_position_embeddings", "type_vocab_size")}
+    blocks = layers * (4 * h * h + 2 * h * config["intermediate_size"] + 9 * h + config["intermediate_size"])
+    need = 4 * (sum(tables.values()) + blocks + h * h + config["vocab_size"])
+    memory = physical_memory()
+    if memory is not None and need > memory:
+        largest = max(tables, key=tables.get)
+        part = (f"{largest} {config[largest]} x hidden_size {h}" if tables[largest] * 4 > need / 2 else
+                f"{layers} layers of hidden_size {h}, intermediate_size {config['intermediate_size']}")
+        raise ConfigError(f"{where}: the model would need {need / 2**30:.1f} GiB of float32 weights (mostly "
+                          f"{part}), more than this machine's {memory / 2**30:.1f} GiB of memory")
 
 
 def resolve_checkpoint_path(checkpoint_path):

@@ -12,11 +12,22 @@ import os
 
 import numpy as np
 
-from bert4sim.checks import check_int, check_texts
+from bert4sim.checks import Field, check_choice, check_int, check_texts, check_vectors, read_fields
 from bert4sim.files import new_version, read_current, read_json
 
 INDEX_FILES = ("vectors.npy", "texts.json", "meta.json")
 FAISS_FILE = "faiss.index"
+DTYPES, BACKENDS = ("float32", "float16"), ("numpy", "faiss")
+# What meta.json may hold (checked on load, bert4sim.checks.read_fields).
+INDEX_META_FIELDS = {
+    "dim": Field("int", minimum=1, maximum=1 << 20, required=True),
+    "count": Field("int", minimum=0, required=True),
+    "dtype": Field("choice", choices=DTYPES, required=True),
+    "backend": Field("choice", choices=BACKENDS, required=True),
+    "model_id": Field("str", allow_none=True),
+    "faiss_factory": Field("str", default="HNSW32"),
+    "search_breadth": Field("int", minimum=1, allow_none=True),
+}
 
 
 def unit_rows(vectors):
@@ -52,11 +63,15 @@ class VectorIndex:
 
     def __init__(self, dim, dtype="float32", backend="numpy", model_id=None, faiss_factory="HNSW32",
                  search_breadth=None):
-        if dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-        if backend not in ("numpy", "faiss"):
-            raise ValueError(f"backend must be 'numpy' or 'faiss', got {backend!r}")
-        self.dim, self.dtype, self.backend, self.model_id = int(dim), dtype, backend, model_id
+        dim = check_int(dim, "dim", minimum=1, maximum=1 << 20)
+        check_choice(dtype, "dtype", DTYPES)
+        check_choice(backend, "backend", BACKENDS)
+        if model_id is not None and (not isinstance(model_id, str) or not model_id):
+            raise TypeError(f"model_id must be a non-empty str or None, got {type(model_id).__name__} {model_id!r}")
+        if not isinstance(faiss_factory, str) or not faiss_factory:
+            raise TypeError(f"faiss_factory must be a faiss index-factory string, got {type(faiss_factory).__name__}")
+        search_breadth = check_int(search_breadth, "search_breadth", minimum=1, allow_none=True)
+        self.dim, self.dtype, self.backend, self.model_id = dim, dtype, backend, model_id
         self.faiss_factory, self.search_breadth = faiss_factory, search_breadth
         self.vectors = np.zeros((0, self.dim), dtype=dtype)
         self.texts = []
@@ -71,16 +86,10 @@ class VectorIndex:
         Example:
             >>> index.add(model.encode(["你好", "再见"]), ["你好", "再见"])
         """
-        vectors = np.asarray(vectors, dtype="float32")
         texts = check_texts(texts)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+        vectors = check_vectors(vectors, "vectors", self.dim)  # finite rows with a direction to index
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} vectors but {len(texts)} texts")
-        norms = np.linalg.norm(vectors, axis=1)
-        bad = ~np.isfinite(norms) | (norms == 0)
-        if bad.any():
-            raise ValueError(f"vector row {int(np.argmax(bad))} is zero or not finite: it has no direction to index")
         vectors = unit_rows(vectors)
         if self.backend == "faiss":
             self._faiss_index(new=vectors).add(vectors)
@@ -124,13 +133,22 @@ class VectorIndex:
             faiss.extract_index_ivf(self._faiss).nprobe = self.search_breadth or 32
 
     def search(self, queries, topn=10, chunk_size=65536):
-        """``(scores, indices)`` of the ``topn`` nearest vectors for each query row."""
-        queries = unit_rows(np.atleast_2d(np.asarray(queries, dtype="float32")))
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index holds {self.dim}")
+        """``(scores, indices)`` of the ``topn`` nearest vectors for each query row.
+
+        Query rows must be finite and not all zero (a NaN query has no nearest texts).
+
+        Example:
+            >>> scores, indices = index.search(model.encode(["怎么注销信用卡"]), topn=5)
+        """
+        queries = np.asarray(queries) if not isinstance(queries, np.ndarray) else queries
+        if queries.ndim and queries.shape[-1] != self.dim:
+            raise ValueError(f"query vectors have dimension {queries.shape[-1]}, the index holds {self.dim}")
+        queries = unit_rows(check_vectors(queries, "queries", self.dim))
+        topn = check_int(topn, "topn", 1)
+        chunk_size = check_int(chunk_size, "chunk_size", 1)
         if len(self) == 0:
             raise ValueError("the index is empty: add texts first")
-        topn = min(check_int(topn, "topn", 1), len(self))
+        topn = min(topn, len(self))
         if self.backend == "faiss":
             index = self._faiss_index()
             self._set_breadth()
@@ -205,10 +223,7 @@ class VectorIndex:
             if not os.path.isfile(os.path.join(directory, name)):
                 raise FileNotFoundError(f"{os.path.join(directory, name)} not found: not a bert4sim index folder")
         meta_path = os.path.join(directory, "meta.json")
-        meta = read_json(meta_path, dict)
-        for key, kind in (("dim", int), ("count", int), ("dtype", str), ("backend", str)):
-            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-                raise ValueError(f"{meta_path}: key {key!r} must be {kind.__name__}, got {meta.get(key)!r}")
+        meta = read_fields(read_json(meta_path, dict), INDEX_META_FIELDS, meta_path)
         vectors_path = os.path.join(directory, "vectors.npy")
         try:
             vectors = np.load(vectors_path, allow_pickle=False)
@@ -234,7 +249,7 @@ class VectorIndex:
             row = int(np.argmax(off))
             raise ValueError(f"{vectors_path}: row {row} has norm {norms[row]:.4g}, an index holds unit vectors")
         index = cls(meta["dim"], meta["dtype"], backend or meta["backend"], meta.get("model_id"),
-                    meta.get("faiss_factory", "HNSW32"), meta.get("search_breadth"))
+                    meta["faiss_factory"], meta.get("search_breadth"))
         index.vectors, index.texts = vectors, list(texts)
         faiss_path = os.path.join(directory, FAISS_FILE)
         if index.backend == "faiss" and os.path.isfile(faiss_path):

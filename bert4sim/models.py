@@ -17,10 +17,13 @@ Example:
 import inspect
 import os
 
+import keras
+
 from bert4sim import checkpoints, unprovided
 from bert4sim.builder import BUILD_KEYWORDS, Transformer
 from bert4sim.checkpoints import CONFIG_DEFAULTS, REQUIRED_CONFIG_KEYS, ConfigError, read_config
 from bert4sim.precision import set_matmul_dtype
+from bert4sim.tokenizers import check_token_dict
 from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
 __all__ = ["BERT", "ConfigError", "LM_Mask", "RoFormer", "Transformer", "UniLM_Mask", "build_transformer_model",
@@ -243,6 +246,11 @@ def save_checkpoint(model, checkpoint_path, config_path=None, prefix="bert", voc
     Example:
         >>> save_checkpoint(encoder, "checkpoints/demo/bert_model.ckpt", vocab=tokenizer.token_dict)
     """
+    if not isinstance(model, (Transformer, keras.Model)):
+        raise TypeError(f"model must be a bert4sim Keras model or builder (build_transformer_model), "
+                        f"got {type(model).__name__}")
+    if vocab is not None:
+        check_token_dict(vocab)  # before anything is written
     transformer = model if isinstance(model, Transformer) else Transformer.from_model(model)
     return transformer.save_weights_as_checkpoint(checkpoint_path, config_path, prefix=prefix, vocab=vocab)
 

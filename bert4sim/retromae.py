@@ -181,6 +181,7 @@ def build_retromae_model(
         return_keras_model=False,
         **kwargs,
     )
+    encoder.config["pooling"] = "cls"  # the sentence vector RetroMAE trains; a pooler it carries stays untrained
     c = encoder.config
     decoder = EnhancedDecoderBlock(
         c["num_attention_heads"],

@@ -38,7 +38,10 @@ def build_sentence_encoder(transformer, pooling="mean", normalize=False, model="
     fine, ``model`` says bert or roformer). ``pooling``: ``'cls'``, ``'mean'``
     or ``'max'`` (padding excluded, :class:`bert4sim.heads.Pooling`), or
     ``'pooler'`` for the model's own pooler output. The encoder shares its
-    weights with ``transformer``, so training it trains the transformer.
+    weights with ``transformer``, so training it trains the transformer, and
+    the builder's config records the pooling: ``save_checkpoint(transformer,
+    ...)`` writes it into ``bert_config.json``, where
+    ``SimilarityModel.from_checkpoint`` picks it.
 
     Example:
         >>> bert = build_transformer_model(config, ckpt, return_keras_model=False)
@@ -68,6 +71,7 @@ def build_sentence_encoder(transformer, pooling="mean", normalize=False, model="
         vectors = transformer.pooler.output
     else:
         vectors = Pooling(pooling, normalize=normalize, name="Pooling")([transformer.blocks[-1].output, inputs[0]])
+    transformer.config["pooling"] = pooling
     return keras.Model(inputs, vectors, name=name)
 
 

@@ -277,6 +277,7 @@ def simbert_training_model(transformer, similarity_scale=30.0, teacher=None, dis
     if t.pooler is None or t.mlm_transform is None or t.application != "unilm":
         raise ValueError("simbert_training_model needs a unilm model with a pooler and an MLM head "
                          "(application='unilm', with_pool='linear', return_keras_model=False)")
+    t.config["pooling"] = "pooler"  # the vector SimBERT trains; save_checkpoint records it in bert_config.json
     token_ids, segment_ids = t.model.inputs
     sequence, pooled = t.blocks[-1].output, t.model.outputs[0]
     if full_sequence:

@@ -10,10 +10,12 @@ Example:
     >>> sim.gen_synonyms("信用卡怎么注销", n=50, k=5)
     >>> sim.build_index(corpus); sim.most_similar("怎么注销信用卡", topn=3)
 """
+import contextlib
 import hashlib
 import json
 import numbers
 import os
+import sys
 
 import keras
 import numpy as np
@@ -21,18 +23,27 @@ import tensorflow as tf
 
 from bert4sim.checkpoints import (CONFIG_DEFAULTS, REQUIRED_CONFIG_KEYS, checkpoint_shapes, detect_model_type,
                                   read_config, resolve_checkpoint_path)
-from bert4sim.checks import check_int, check_text, check_texts
+from bert4sim.checks import (Field, check_bool, check_choice, check_int, check_text, check_texts, physical_memory,
+                             read_fields)
 from bert4sim.files import new_version, read_current, read_json, read_marker
 from bert4sim.generation import CachedDecoder
 from bert4sim.heads import Pooling
 from bert4sim.index import VectorIndex, unit_rows
 from bert4sim.models import build_transformer_model
-from bert4sim.precision import resolve_precision, set_matmul_dtype
+from bert4sim.precision import PRECISIONS, resolve_precision, set_matmul_dtype
 from bert4sim.sequences import sequence_padding
-from bert4sim.tokenizers import Tokenizer, save_vocab
+from bert4sim.tokenizers import Tokenizer, has_content, save_vocab
 from bert4sim.transformers_folder import is_transformers_folder, read_transformers_folder
 
 MODEL_META = "similarity_model.json"
+# What similarity_model.json may hold (checked on load, bert4sim.checks.read_fields).
+MODEL_META_FIELDS = {
+    "maxlen": Field("int", minimum=2, maximum=1 << 20, required=True),
+    "do_lower_case": Field("bool", required=True),
+    "model_id": Field("str", required=True),
+    "precision": Field("choice", choices=PRECISIONS, default="auto"),
+}
+POOLINGS = ("pooler", "cls", "mean", "max")
 
 
 def _find_layer(model, name):
@@ -83,6 +94,19 @@ def _fingerprint(model):
     return digest.hexdigest()[:16]
 
 
+class _Progress:
+    """Keras's progress bar on stderr (stdout stays for results); one summary line when stderr is not a terminal."""
+
+    def __init__(self, total, show):
+        with contextlib.redirect_stdout(sys.stderr):
+            verbose = 0 if not show else 1 if sys.stderr.isatty() else 2  # Keras's live bar writes ANSI codes
+            self._bar = keras.utils.Progbar(total, verbose=verbose, unit_name="sentence")
+
+    def add(self, count):
+        with contextlib.redirect_stdout(sys.stderr):
+            self._bar.add(count)
+
+
 class SimilarityModel:
     """Encode sentences, generate similar ones, and search a corpus.
 
@@ -114,6 +138,14 @@ class SimilarityModel:
     """
 
     def __init__(self, tokenizer, encoder, seq2seq=None, maxlen=64, model_id=None, precision="auto"):
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a bert4sim.tokenizers.Tokenizer, got {type(tokenizer).__name__}")
+        for name, part in (("encoder", encoder), ("seq2seq", seq2seq)):
+            if not isinstance(part, keras.Model) and (name == "encoder" or part is not None):
+                raise TypeError(f"{name} must be a Keras model [token_ids, segment_ids] -> "
+                                f"{'vectors' if name == 'encoder' else 'MLM probabilities'}, got {type(part).__name__}")
+        if model_id is not None and (not isinstance(model_id, str) or not model_id):
+            raise TypeError(f"model_id must be a non-empty str or None, got {type(model_id).__name__} {model_id!r}")
         maxlen = check_int(maxlen, "maxlen", 2)
         positions = position_limit(encoder)
         if positions is not None and maxlen > positions:
@@ -132,6 +164,13 @@ class SimilarityModel:
         self._run = tf.function(lambda ids, segs: encoder([ids, segs], training=False), reduce_retracing=True)
         self._decoder = None
 
+    def __repr__(self):
+        index = "no index" if self.index is None else f"index of {len(self.index)} texts"
+        dim = self.encoder.output_shape[-1] if isinstance(self.encoder.output_shape, tuple) else "?"
+        return (f"SimilarityModel(model_id={self.model_id!r}, dim={dim}, vocab={self.tokenizer.vocab_size}, "
+                f"maxlen={self.maxlen}, precision={self.precision!r}, "
+                f"synonyms={'yes' if self.seq2seq is not None else 'no'}, {index})")
+
     # -- vectors ---------------------------------------------------------------------
 
     def encode(self, texts, batch_size=64, normalize=True, show_progress=None):
@@ -147,10 +186,13 @@ class SimilarityModel:
         if not texts:
             raise ValueError("texts is empty")
         batch_size = check_int(batch_size, "batch_size", 1)
+        normalize = check_bool(normalize, "normalize")
+        if show_progress is not None:
+            show_progress = check_bool(show_progress, "show_progress")
         encoded = [self.tokenizer.encode(text, maxlen=self.maxlen) for text in texts]
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
         show = show_progress if show_progress is not None else len(texts) >= 10000
-        progress = keras.utils.Progbar(len(texts), verbose=1 if show else 0, unit_name="sentence")
+        progress = _Progress(len(texts), show)
         outputs = np.zeros((len(texts), 0), dtype="float32")
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
@@ -190,6 +232,7 @@ class SimilarityModel:
                 raise TypeError(f"topp must be a number in (0, 1], got {type(topp).__name__} {topp!r}")
             if not 0 < topp <= 1:
                 raise ValueError(f"topp must be in (0, 1], got {topp}")
+        self._check_samples_fit(n, maxlen)
         positions = position_limit(self.seq2seq)
         # The source and the generated sentence share the positions: the source gets at most half.
         source_len = self.maxlen if positions is None else min(self.maxlen, positions // 2)
@@ -202,13 +245,26 @@ class SimilarityModel:
         candidates = []
         for ids in samples:
             candidate = self.tokenizer.decode(ids)
-            if candidate.strip() and candidate != text and candidate not in candidates:
+            if has_content(candidate) and candidate != text and candidate not in candidates:
                 candidates.append(candidate)
         if not candidates:
             return []
         vectors = self.encode([text] + candidates)
         scores = vectors[1:] @ vectors[0]
         return [candidates[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+    def _check_samples_fit(self, n, maxlen):
+        """Refuse an ``n`` whose decoding buffers (key/value cache, logits) would not fit in memory."""
+        embedding = _find_layer(self.seq2seq, "Embedding-Token")
+        memory = physical_memory()
+        if embedding is None or memory is None:
+            return
+        blocks = sum(1 for layer in self.seq2seq.layers if layer.name.startswith("Transformer-"))
+        length = self.maxlen + maxlen
+        need = 4 * n * (2 * blocks * length * embedding.output_dim + 2 * embedding.input_dim)
+        if need > memory // 2:
+            raise ValueError(f"n={n} samples would need {need / 2**30:.1f} GiB of decoding buffers, more than half "
+                             f"of this machine's {memory / 2**30:.1f} GiB: draw fewer (n=100 is SimBERT's default)")
 
     # -- retrieval -----------------------------------------------------------------------
 
@@ -241,7 +297,14 @@ class SimilarityModel:
         return self.index
 
     def use_index(self, index):
-        """Attach a loaded :class:`VectorIndex`, checking it was built by this model."""
+        """Attach a loaded :class:`VectorIndex`, checking it was built by this model (dimension, model id).
+
+        Example:
+            >>> sim.use_index(VectorIndex.load("indexes/faq"))
+        """
+        if not isinstance(index, VectorIndex):
+            hint = " (load a folder with VectorIndex.load(path))" if isinstance(index, (str, os.PathLike)) else ""
+            raise TypeError(f"index must be a VectorIndex, got {type(index).__name__}{hint}")
         dim = self.encode("测试").shape[0]
         if index.dim != dim:
             raise ValueError(f"index vectors have dimension {index.dim}, this model produces {dim}")
@@ -312,10 +375,7 @@ class SimilarityModel:
                 return cls.from_checkpoint(directory)
             raise FileNotFoundError(f"{meta_path} not found: not a SimilarityModel folder, a checkpoint folder "
                                     "or a transformers folder")
-        meta = read_json(meta_path, dict)
-        for key in ("maxlen", "do_lower_case", "model_id"):
-            if key not in meta:
-                raise ValueError(f"{meta_path} lacks key {key!r}")
+        meta = read_fields(read_json(meta_path, dict), MODEL_META_FIELDS, meta_path)
         models = {}
         for name in ("encoder", "seq2seq"):
             path = os.path.join(directory, f"{name}.keras")
@@ -331,9 +391,13 @@ class SimilarityModel:
         tokenizer = Tokenizer(os.path.join(directory, "vocab.txt"), do_lower_case=meta["do_lower_case"])
         check_vocab_size(tokenizer, models["encoder"], os.path.join(directory, "vocab.txt"))
         model = cls(tokenizer, models["encoder"], models.get("seq2seq"), maxlen=meta["maxlen"],
-                    model_id=meta["model_id"], precision=meta.get("precision", "auto"))
+                    model_id=meta["model_id"], precision=meta["precision"])
         if os.path.isdir(os.path.join(directory, "index")):
-            model.index = VectorIndex.load(os.path.join(directory, "index"))
+            index_dir = os.path.join(directory, "index")
+            try:
+                model.use_index(VectorIndex.load(index_dir))  # the checks use_index makes
+            except ValueError as error:
+                raise ValueError(f"{index_dir}: {error}") from None
         return model
 
     @classmethod
@@ -343,9 +407,11 @@ class SimilarityModel:
         or a transformers / sentence-transformers BERT or RoFormer folder (converted in memory).
 
         ``pooling``: ``'pooler'`` (SimBERT / RoFormer-Sim linear pooler),
-        ``'cls'``, ``'mean'`` or ``'max'``; by default the folder's own (a
-        sentence-transformers pooling, kept as ``"pooling"`` in a converted
-        ``bert_config.json``), else ``'pooler'``. ``with_seq2seq`` (default:
+        ``'cls'``, ``'mean'`` or ``'max'``; by default the folder's own, as
+        ``bert_config.json`` records it (key ``"pooling"``: bert4sim's
+        Sentence-BERT and RetroMAE encoders write the pooling they were
+        trained with; a converted sentence-transformers folder its pooling),
+        else ``'pooler'`` (a folder without a pooler is then an error). ``with_seq2seq`` (default:
         when the checkpoint has an MLM head) adds the UniLM generator.
         ``model`` (``'bert'`` / ``'roformer'``) is read from the folder when
         not given (:func:`bert4sim.checkpoints.detect_model_type`).
@@ -358,6 +424,11 @@ class SimilarityModel:
             >>> minilm = SimilarityModel.from_checkpoint("checkpoints/all-MiniLM-L6-v2", pooling="mean")
             >>> text2vec = SimilarityModel.from_checkpoint("models/text2vec-base-chinese")  # its mean pooling
         """
+        check_choice(pooling, "pooling", POOLINGS, allow_none=True)
+        check_choice(model, "model", ("bert", "roformer"), allow_none=True)
+        for name, flag in (("do_lower_case", do_lower_case), ("with_seq2seq", with_seq2seq)):
+            if flag is not None:
+                check_bool(flag, name)
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"checkpoint folder not found: {directory}")
         options = dict(pooling=pooling, model=model, with_seq2seq=with_seq2seq, do_lower_case=do_lower_case,

@@ -80,12 +80,30 @@ def load_vocab(dict_path, encoding="utf-8", simplified=False, startswith=None):
     return new_dict, keep_tokens
 
 
+def check_token_dict(token_dict, name="vocab"):
+    """Raise unless ``token_dict`` is a ``{token: id}`` dict whose ids are exactly 0 .. n-1 (a vocab.txt's lines).
+
+    Example:
+        >>> check_token_dict({"[PAD]": 0, "[UNK]": 1})
+    """
+    if not isinstance(token_dict, dict):
+        raise TypeError(f"{name} must be a {{token: id}} dict, got {type(token_dict).__name__}")
+    for token, index in token_dict.items():
+        if not isinstance(token, str) or not token or any(ch in token for ch in "\r\n"):
+            raise ValueError(f"{name}: token {token!r} is not a one-line non-empty string")
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise ValueError(f"{name}: id of {token!r} is {type(index).__name__} {index!r}, not an integer")
+    if sorted(token_dict.values()) != list(range(len(token_dict))):
+        raise ValueError(f"{name}: ids must be 0 .. {len(token_dict) - 1}, each once (one per vocab.txt line)")
+
+
 def save_vocab(dict_path, token_dict, encoding="utf-8"):
-    """Write ``{token: id}`` as a vocab.txt, one token a line in id order.
+    """Write ``{token: id}`` as a vocab.txt, one token a line in id order (ids must be 0 .. n-1).
 
     Example:
         >>> save_vocab("out/vocab.txt", tokenizer.token_dict)
     """
+    check_token_dict(token_dict)
     with open(dict_path, "w", encoding=encoding) as writer:
         for token, _ in sorted(token_dict.items(), key=lambda item: item[1]):
             writer.write(token + "\n")
@@ -152,12 +170,20 @@ class TokenizerBase:
         return [self.token_to_id(token) for token in tokens]
 
     def ids_to_tokens(self, ids):
-        """:meth:`id_to_token` of each id.
+        """Tokens of a sequence of integer ids (a list, tuple or 1-D integer array).
 
         Example:
             >>> tokenizer.ids_to_tokens([2, 872, 3])
         """
-        return [self.id_to_token(int(index)) for index in ids]
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) != 1:
+            shape = f" of shape {ids.shape}" if hasattr(ids, "shape") else ""
+            raise TypeError(f"ids must be a sequence of integer token ids, got {type(ids).__name__}{shape}")
+        tokens = []
+        for i, index in enumerate(ids):
+            if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+                raise TypeError(f"ids[{i}] must be an integer token id, got {type(index).__name__} {index!r}")
+            tokens.append(self.id_to_token(int(index)))
+        return tokens
 
     def tokenize(self, text, maxlen=None):
         """``[CLS] tokens [SEP]``, truncated from the end (keeping ``[SEP]``) to ``maxlen``.
@@ -267,6 +293,9 @@ class Tokenizer(TokenizerBase):
             token_dict = load_vocab(os.fspath(token_dict))
         if not isinstance(token_dict, dict):
             raise TypeError(f"token_dict must be a vocab path or a dict, got {type(token_dict).__name__}")
+        if not isinstance(do_lower_case, bool) and type(do_lower_case).__name__ != "bool_":
+            raise TypeError(f"do_lower_case must be True or False, got {type(do_lower_case).__name__} "
+                            f"{do_lower_case!r}")
         missing = [t for t in REQUIRED_TOKENS if t not in token_dict]
         own_symbols = len(missing) == len(REQUIRED_TOKENS)  # no BERT specials at all: bert4keras's custom vocabulary
         missing += [t for t in (token_start, token_end) if t and t not in token_dict and t not in missing]
@@ -320,7 +349,7 @@ class Tokenizer(TokenizerBase):
             >>> tokenizer.decode(tokenizer.encode("我爱 NLP 和 deep learning")[0])
             '我爱nlp和deep learning'
         """
-        tokens = tokens or self.ids_to_tokens(ids)
+        tokens = self.ids_to_tokens(ids) if tokens is None else list(tokens)
         tokens = [token for token in tokens if not is_special(token)]
         text = ""
         for i, token in enumerate(tokens):

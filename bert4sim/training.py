@@ -13,6 +13,7 @@ Example:
 import json
 import os
 import shutil
+import sys
 
 import keras
 import numpy as np
@@ -341,6 +342,107 @@ class ExactResume(keras.callbacks.Callback):
             step = _optimizer_step(self.model)
             for state, seed in self._seeds:
                 state.assign(np.array([seed, step * self.STEP_STRIDE], dtype=state.dtype))
+
+
+RUN_SETTINGS = "run_settings.json"
+
+
+def resume_or_start(output_dir, settings, mode="auto"):
+    """Before training: decide whether this run continues the interrupted run backed up in ``output_dir``.
+
+    A run killed mid-way leaves its backup in ``OUTPUT/backup/`` (see
+    :func:`training_callbacks`; a run that finishes removes it) and its
+    ``settings`` (a JSON-able dict, e.g. the script's flags) in
+    ``OUTPUT/run_settings.json``. ``mode``:
+
+    - ``"auto"``: resume a backup made with the same settings; refuse
+      (``ValueError`` naming the differences) one made with others;
+    - ``"fresh"``: discard such a backup and start over;
+    - ``"resume"``: resume the backup even though the settings differ.
+
+    Returns the line to print first (``""`` for a new run with nothing to
+    say) and records ``settings`` for the next run to compare with.
+
+    Example:
+        >>> line = resume_or_start("runs/simbert", {"epochs": 10, "lr": 1e-3})
+        >>> if line: print(line)   # 'resuming the interrupted run in runs/simbert (backup at epoch 3) ...'
+    """
+    if mode not in ("auto", "fresh", "resume"):
+        raise ValueError(f"mode must be 'auto', 'fresh' or 'resume', got {mode!r}")
+    settings = json.loads(json.dumps(settings))  # as it will read back
+    backup = os.path.join(output_dir, "backup")
+    recorded_path = os.path.join(output_dir, RUN_SETTINGS)
+    interrupted = os.path.isfile(os.path.join(backup, "latest.weights.h5"))
+    line = ""
+    if not interrupted and mode == "resume":
+        raise ValueError(f"--resume: there is no interrupted run in {output_dir} (no {backup}/latest.weights.h5)")
+    if interrupted:
+        recorded = None
+        if os.path.isfile(recorded_path):
+            try:
+                with open(recorded_path, encoding="utf-8") as f:
+                    recorded = json.load(f)
+            except (OSError, ValueError):
+                recorded = None
+        changed = _changed_settings(recorded, settings)
+        where = f"the interrupted run in {output_dir} ({_backup_position(backup)})"
+        if mode == "fresh":
+            shutil.rmtree(backup)  # Keras's own backup folder of this run (BackupAndRestore)
+            line = f"starting afresh: discarded {where} (--fresh)"
+        elif not changed:
+            line = f"resuming {where}, same settings; --fresh starts over"
+        elif mode == "resume":
+            line = f"resuming {where} although its settings differ ({changed}) (--resume)"
+        else:
+            raise ValueError(f"{where} was made with other settings ({changed}): pass --fresh to discard it and "
+                             "start over, or --resume to continue it anyway")
+    os.makedirs(output_dir, exist_ok=True)
+    with open(recorded_path, "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=2, sort_keys=True)
+    return line
+
+
+def start_run_or_exit(args, *output_dirs, prog=None):
+    """For example scripts: :func:`resume_or_start` on each run folder with the script's flags as settings.
+
+    ``args`` (argparse) has ``fresh`` / ``resume`` flags, which choose the
+    mode and are not settings. Prints the resume line first; a refusal is
+    one line on stderr and exit status 2.
+
+    Example:
+        >>> start_run_or_exit(args, os.path.join(args.output, "run"), prog="simbert.py")
+    """
+    settings = {key: value for key, value in vars(args).items() if key not in ("fresh", "resume")}
+    mode = "fresh" if getattr(args, "fresh", False) else "resume" if getattr(args, "resume", False) else "auto"
+    backed_up = [os.path.isfile(os.path.join(folder, "backup", "latest.weights.h5")) for folder in output_dirs]
+    try:
+        if mode == "resume" and not any(backed_up):
+            raise ValueError(f"--resume: there is no interrupted run in {' or '.join(output_dirs)}")
+        lines = [resume_or_start(folder, settings, mode if found or mode == "fresh" else "auto")
+                 for folder, found in zip(output_dirs, backed_up)]
+    except ValueError as error:
+        print(f"{prog or 'bert4sim'}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for line in filter(None, lines):
+        print(line, flush=True)
+
+
+def _changed_settings(recorded, settings):
+    if not isinstance(recorded, dict):
+        return "its settings were not recorded"
+    keys = sorted(set(recorded) | set(settings))
+    return ", ".join(f"{key}: {recorded.get(key)!r} then, {settings.get(key)!r} now" for key in keys
+                     if recorded.get(key) != settings.get(key))
+
+
+def _backup_position(backup):
+    try:
+        with open(os.path.join(backup, "training_metadata.json"), encoding="utf-8") as f:
+            metadata = json.load(f)
+        steps = f" and {metadata['batch'] + 1} steps" if metadata.get("batch") else ""
+        return f"backed up after {metadata['epoch']} epochs{steps}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "backup of unknown position"
 
 
 def training_callbacks(output_dir, monitor="loss", tensorboard=True, backup_every=None, resume=None):

@@ -29,6 +29,8 @@ import argparse
 import os
 import sys
 
+from bert4sim.startup import add_restart_flags
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
@@ -59,6 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    add_restart_flags(parser)  # --fresh / --resume: what to do with an interrupted run's backup
     parser.add_argument("--compare", action="store_true",
                         help="after pre-training, fine-tune it and a randomly initialised twin briefly on "
                              "sts_train.tsv (CoSENT, [CLS] vectors) and print Spearman on sts_test.tsv")
@@ -206,6 +209,12 @@ def main(argv=None):
     args = parse_args(argv)
     if bool(args.config) != bool(args.checkpoint):
         sys.exit("--config and --checkpoint go together")
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
+    from bert4sim.training import start_run_or_exit
+
+    start_run_or_exit(args, os.path.join(args.output, "run"), prog="retromae_pretrain.py")
     retromae, tokenizer, history = pretrain(args)
     save_encoder(args, retromae, tokenizer)
     if args.compare:

@@ -27,6 +27,8 @@ import argparse
 import os
 import sys
 
+from bert4sim.startup import add_restart_flags
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 DATA = os.path.join(HERE, "data")
@@ -55,7 +57,8 @@ def parse_args(argv=None):
                         help="1e-5 constant with --config, else 1e-3 with warm-up and decay")
     parser.add_argument("--clip-norm", type=float, default=None, help="global gradient norm clip (original: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--micro", action="store_true")
+    parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    add_restart_flags(parser)  # --fresh / --resume: what to do with an interrupted run's backup
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (96 if args.config else 32)
     return args
@@ -108,6 +111,10 @@ def teacher_batches(batches, teacher_tokenizer, maxlen):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     from bert4sim.data import parse_ratio, read_passages, to_dataset
@@ -116,9 +123,11 @@ def main(argv=None):
     from bert4sim.roformer_sim import mine_similar_pairs, noisy_source
     from bert4sim.simbert import read_synonym_groups, simbert_batches, simbert_training_model
     from bert4sim.similarity import SimilarityModel
-    from bert4sim.training import ExactResume, make_optimizer, training_callbacks
+    from bert4sim.training import ExactResume, make_optimizer, start_run_or_exit, training_callbacks
 
-    args = parse_args(argv)
+    claim(args.output, "checkpoint", "bert_model.ckpt")  # refuses others' folders before anything goes in
+    start_run_or_exit(args, *(os.path.join(args.output, stage) for stage in ("stage1", "stage2")),
+                      prog="roformer_sim.py")
     keras.utils.set_random_seed(args.seed)
     groups, general, ratio = read_synonym_groups(args.train), None, parse_ratio(args.general_ratio)
     if args.general_corpus:

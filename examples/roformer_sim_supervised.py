@@ -130,6 +130,10 @@ def report(when, results):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     from bert4sim.data import interleave, parse_ratio
@@ -140,7 +144,6 @@ def main(argv=None):
     from bert4sim.tokenizers import Tokenizer, build_vocab
     from bert4sim.training import make_optimizer
 
-    args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     ratio = parse_ratio(args.ratio)
     pairs, nli = read_sources(args)

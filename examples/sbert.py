@@ -122,6 +122,10 @@ def report(when, metrics):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     from bert4sim.evaluation import EvaluationCallback, evaluate_sts, load_retrieval_set, read_scored_pairs
@@ -131,7 +135,6 @@ def main(argv=None):
     from bert4sim.tokenizers import Tokenizer
     from bert4sim.training import make_optimizer
 
-    args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     vocab = args.vocab or os.path.join(args.init or args.data, "vocab.txt")

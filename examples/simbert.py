@@ -20,6 +20,8 @@ import argparse
 import os
 import sys
 
+from bert4sim.startup import add_restart_flags
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
@@ -54,6 +56,7 @@ def parse_args(argv=None):
                         help="back up every N steps (default: every epoch); a killed run resumes from the backup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--micro", action="store_true", help="a seconds-long run (CI)")
+    add_restart_flags(parser)  # --fresh / --resume: what to do with an interrupted run's backup
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (128 if args.config else 32)
     return args
@@ -150,6 +153,14 @@ def main(argv=None):
     args = parse_args(argv)
     if bool(args.config) != bool(args.checkpoint):
         sys.exit("--config and --checkpoint go together")
+    from bert4sim.startup import quiet_tensorflow
+
+    quiet_tensorflow()
+    from bert4sim.files import claim
+    from bert4sim.training import start_run_or_exit
+
+    claim(args.output, "checkpoint", "bert_model.ckpt")  # refuses others' folders before anything goes in
+    start_run_or_exit(args, os.path.join(args.output, "run"), prog="simbert.py")  # says so first when it resumes
     bert, tokenizer, history = train(args)
     save_and_demo(args, bert, tokenizer)
     return history

@@ -1,6 +1,7 @@
 """The bert4sim console command on a tiny checkpoint folder: index build, similar, synonyms, errors."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -104,4 +105,39 @@ def test_help_and_usage_errors_do_not_import_tensorflow(args, code, stream):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
     assert f"HEAVY [] CODE {code}" in done.stderr, done.stderr
-    assert "usage: bert4sim" in getattr(done, stream)
+    if code == 0:
+        assert "usage: bert4sim" in done.stdout
+    else:  # one line: what is wrong and where the options are
+        error = done.stderr.splitlines()[0]
+        assert error.startswith("bert4sim") and ": error: " in error and error.endswith("--help shows the options)")
+
+
+@pytest.mark.parametrize("command", [["synonyms"], ["similar"], ["index", "build"], ["serve"], ["export"]])
+def test_each_subcommand_help_shows_defaults_and_an_example(capsys, command):
+    with pytest.raises(SystemExit):
+        cli_main(command + ["--help"])
+    text = capsys.readouterr().out
+    assert re.search(r"\(default:\s+auto\)", text) and "\nexample:\n  bert4sim " + " ".join(command) in text
+    assert "(default: None)" not in text
+
+
+def _run_cli(args, **env_changes):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # conftest sets it for this process; a user's shell has none
+    env.update(env_changes)
+    return subprocess.run([sys.executable, "-m", "bert4sim.cli"] + args, capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_the_command_prints_only_its_own_lines(folders):
+    """No TensorFlow / absl start-up lines, unless the user sets TF_CPP_MIN_LOG_LEVEL; progress on stderr."""
+    out = str(folders / "quiet_idx")
+    done = _run_cli(["index", "build", str(folders / "corpus.txt"), "--model", str(folders / "ckpt"), "--out", out])
+    assert done.returncode == 0 and done.stdout == f"indexed 7 sentences (32-d) into {out}\n", done
+    own = re.compile(r"bert4sim: .*|7/7 - \d+s - .*/sentence")  # the precision note, the progress summary
+    assert all(own.fullmatch(line) for line in done.stderr.splitlines()) and "\x1b" not in done.stderr, done.stderr
+    done = _run_cli(["similar", "查询余额", "--model", str(folders / "ckpt"), "--index", out, "--topn", "2"])
+    assert all(own.fullmatch(line) for line in done.stderr.splitlines()) and [line.split("\t")[1] for line in done.stdout.splitlines()][0] == "查询余额", done
+    loud = _run_cli(["similar", "查询余额", "--model", str(folders / "ckpt"), "--index", out, "--topn", "1"],
+                    TF_CPP_MIN_LOG_LEVEL="0")
+    assert loud.returncode == 0 and "absl::InitializeLog" in loud.stderr  # the user's setting wins

@@ -17,7 +17,25 @@ def test_simbert_example_micro_run(tmp_path, capsys):
     from bert4sim.models import build_transformer_model
 
     out = str(tmp_path / "simbert")
-    history = simbert.main(["--micro", "--output", out])
+    # A backup left by a killed run with other flags is refused, not silently resumed; --fresh discards it.
+    from bert4sim.files import claim
+
+    claim(out, "checkpoint", "bert_model.ckpt")  # as the killed run did
+    os.makedirs(os.path.join(out, "run", "backup"))
+    open(os.path.join(out, "run", "backup", "latest.weights.h5"), "w").close()
+    with open(os.path.join(out, "run", "run_settings.json"), "w") as f:
+        json.dump({**vars(simbert.parse_args(["--micro", "--output", out])), "epochs": 7}, f)
+    try:
+        simbert.main(["--micro", "--output", out])
+        raise AssertionError("resumed a run made with other settings")
+    except SystemExit as exit:
+        assert exit.code == 2
+    refusal = capsys.readouterr().err.strip().splitlines()
+    assert len(refusal) == 1 and refusal[0].startswith("simbert.py: the interrupted run in ")
+    assert "epochs: 7 then, 200 now" in refusal[0] and "--fresh" in refusal[0]
+    history = simbert.main(["--micro", "--output", out, "--fresh"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("starting afresh: discarded the interrupted run in ")
     losses = history.history["loss"]
     assert losses[-1] < losses[0]
     assert {"seq2seq_loss", "similarity_loss"} <= set(history.history)
@@ -28,7 +46,6 @@ def test_simbert_example_micro_run(tmp_path, capsys):
     ids = np.array([[2, 10, 11, 3, 12, 3]])
     segments = np.array([[0, 0, 0, 0, 1, 1]])
     assert reloaded.predict([ids, segments], verbose=0)[0].shape == (1, 32)
-    printed = capsys.readouterr().out
     assert "gen_synonyms:" in printed and "most_similar:" in printed
     # The shell command on what the demo saved: the checkpoint folder (64 positions) and the model folder's index.
     from bert4sim.cli import main as cli_main

@@ -95,3 +95,47 @@ def test_build_sentence_encoder_errors(bert, tmp_path):
         build_sentence_encoder(str(tmp_path), "mean")
     with pytest.raises(TypeError, match="got int"):
         build_sentence_encoder(3, "mean")
+
+
+def _vocab(folder, size=40):
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"t{i}" for i in range(size - 5)]
+    (folder / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+
+
+def test_encoders_are_saved_with_their_pooling_and_loaded_with_it(tmp_path):
+    """bert_config.json records the pooling an encoder was trained with; from_checkpoint picks it by default."""
+    import json
+
+    from bert4sim.retromae import build_retromae_model
+    from bert4sim.similarity import SimilarityModel
+
+    sizes = dict(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ids = np.array([[2, 11, 12, 3]], "int32")
+    # Sentence-BERT: mean pooling, no pooler.
+    bert = build_transformer_model(return_keras_model=False, **sizes)
+    encoder = build_sentence_encoder(bert, "mean")
+    save_checkpoint(bert, str(tmp_path / "sbert" / "bert_model.ckpt"))
+    _vocab(tmp_path / "sbert")
+    assert json.loads((tmp_path / "sbert" / "bert_config.json").read_text())["pooling"] == "mean"
+    sim = SimilarityModel.from_checkpoint(str(tmp_path / "sbert"))
+    assert sim.encoder.get_layer("Pooling").mode == "mean"
+    np.testing.assert_allclose(run(sim.encoder, ids), run(encoder, ids), atol=1e-5)
+    # RetroMAE: the encoder carries a pooler it never trains; its sentence vector is [CLS].
+    retromae = build_retromae_model(with_pool=True, return_keras_model=False, **sizes)
+    retromae.save_encoder(str(tmp_path / "retromae" / "bert_model.ckpt"))
+    _vocab(tmp_path / "retromae")
+    sim = SimilarityModel.from_checkpoint(str(tmp_path / "retromae"), with_seq2seq=False)
+    assert sim.encoder.get_layer("Pooling").mode == "cls"
+    assert "Pooler-Dense" not in [layer.name for layer in sim.encoder.layers]
+    explicit = SimilarityModel.from_checkpoint(str(tmp_path / "retromae"), pooling="pooler", with_seq2seq=False)
+    assert "Pooler-Dense" in [layer.name for layer in explicit.encoder.layers]  # asked for: given
+    # A sentence encoder saved as a Keras model records its Pooling layer too.
+    save_checkpoint(build_sentence_encoder(build_transformer_model(return_keras_model=False, **sizes), "max"),
+                    str(tmp_path / "keras_model" / "bert_model.ckpt"))
+    assert json.loads((tmp_path / "keras_model" / "bert_config.json").read_text())["pooling"] == "max"
+    # No record and no pooler: say what to pass, do not guess.
+    plain = build_transformer_model(**sizes)
+    save_checkpoint(plain, str(tmp_path / "plain" / "bert_model.ckpt"))
+    _vocab(tmp_path / "plain")
+    with pytest.raises(ValueError, match=r"has no pooler \(bert/pooler/dense\): choose pooling 'cls', 'mean' or 'max'"):
+        SimilarityModel.from_checkpoint(str(tmp_path / "plain"))

@@ -415,3 +415,26 @@ def check_mirrored_step(result, loss_tolerance=1e-5):
     assert result["moved"] > 0.1
     assert result["diff"] < 1e-2 * result["moved"]
     assert result["loss"] == pytest.approx(result["expected"], rel=loss_tolerance)
+
+
+def test_resume_or_start_resumes_same_settings_and_refuses_others(tmp_path):
+    from bert4sim.training import resume_or_start
+
+    run = str(tmp_path / "run")
+    assert resume_or_start(run, {"epochs": 3, "lr": 1e-3}) == ""  # nothing to resume: nothing to say
+    with pytest.raises(ValueError, match="--resume: there is no interrupted run in"):
+        resume_or_start(run, {"epochs": 3, "lr": 1e-3}, mode="resume")
+    os.makedirs(os.path.join(run, "backup"))  # what a killed run leaves (Keras BackupAndRestore)
+    open(os.path.join(run, "backup", "latest.weights.h5"), "w").close()
+    with open(os.path.join(run, "backup", "training_metadata.json"), "w") as f:
+        f.write('{"epoch": 2, "batch": 4}')
+    line = resume_or_start(run, {"epochs": 3, "lr": 1e-3})
+    assert line.startswith(f"resuming the interrupted run in {run} (backed up after 2 epochs and 5 steps), same")
+    with pytest.raises(ValueError, match=r"made with other settings \(lr: 0.001 then, 0.01 now\): pass --fresh"):
+        resume_or_start(run, {"epochs": 3, "lr": 1e-2})
+    assert "although its settings differ (lr: 0.001 then, 0.01 now)" in resume_or_start(run, {"epochs": 3, "lr": 1e-2},
+                                                                                          mode="resume")
+    assert resume_or_start(run, {"epochs": 3}, mode="fresh").startswith("starting afresh: discarded")
+    assert not os.path.exists(os.path.join(run, "backup"))
+    with pytest.raises(ValueError, match="mode must be"):
+        resume_or_start(run, {}, mode="maybe")
