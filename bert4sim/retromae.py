@@ -49,6 +49,13 @@ class RetroMAEStreams(keras.layers.Layer):
         >>> query_base, content = RetroMAEStreams()([sequence_output, token_embeddings])
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # the decoder's own attention mask replaces the encoder's padding mask
+
+    def compute_mask(self, inputs, mask=None):
+        return [None, None]
+
     def call(self, inputs):
         sequence, embeddings = inputs
         sentence = ops.cast(sequence[:, :1], embeddings.dtype)
@@ -466,6 +473,13 @@ class LabelledPositions(keras.layers.Layer):
     Example:
         >>> targets, hidden = LabelledPositions()([encoder_labels, encoder_sequence])
     """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # the rows picked are no longer the token positions: their mask is dropped
+
+    def compute_mask(self, inputs, mask=None):
+        return [None, None]
 
     def call(self, inputs):
         return labelled_positions(*inputs)

@@ -205,6 +205,13 @@ class PredictedTokens(keras.layers.Layer):
         >>> targets, hidden = PredictedTokens()([token_ids, segment_ids, sequence_output])
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # the rows picked are no longer the token positions: their mask is dropped
+
+    def compute_mask(self, inputs, mask=None):
+        return [None, None]
+
     def call(self, inputs):
         return predicted_tokens(*inputs)
 
