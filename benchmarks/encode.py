@@ -9,8 +9,9 @@ bfloat16. All run in this process, same threads, best of --repeats passes each.
 
 The ceiling: the FLOPs of the encoder's matrix products for these sentences (batched as encode()
 does: sorted by length, each batch padded to its longest) divided by the time, next to this CPU's
-matmul peak measured here with one large TensorFlow matmul per dtype. At 100 % of that peak, ours
-could not go faster than the "ceiling" figure (the non-product work only lowers it).
+matmul peak measured here with one large TensorFlow matmul per dtype (benchmarks/_machine.py, shared
+with generation.py and train.py). At 100 % of that peak, ours could not go faster than the
+"ceiling" figure (the non-product work only lowers it).
 
 Usage: HF_HUB_OFFLINE=1 python benchmarks/encode.py [--sentences 2048] [--batch-size 64] [--repeats 5]
 """
@@ -19,12 +20,12 @@ import json
 import os
 import random
 import tempfile
-import time
 
 import numpy as np
+from _machine import best_rate, block_product_flops, cpu_kind, matmul_peak
 
 from bert4sim.convert import convert_transformers_bert, find_minilm_dir
-from bert4sim.precision import cpu_info, resolve_precision
+from bert4sim.precision import resolve_precision
 from bert4sim.similarity import SimilarityModel
 
 WORDS = ("the a an model sentence vector search fast slow retrieval query document answer question "
@@ -38,15 +39,6 @@ def make_sentences(n, seed=0):
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))).capitalize() + "." for _ in range(n)]
 
 
-def best_rate(fn, count, repeats=3):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return count / best
-
-
 def product_flops(lengths, batch_size, config):
     """FLOPs of the encoder's matrix products (projections, FFN, both attention products) for one pass."""
     hidden, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
@@ -55,26 +47,8 @@ def product_flops(lengths, batch_size, config):
         batch = ordered[start : start + batch_size]
         length = int(batch.max())
         tokens = len(batch) * length
-        total += layers * (2 * tokens * (4 * hidden * hidden + 2 * hidden * inner) + 2 * 2 * tokens * length * hidden)
+        total += layers * block_product_flops(tokens, length, hidden, inner)
     return total
-
-
-def matmul_peak(dtype, size=2048, repeats=10):
-    """FLOP/s of one large TensorFlow matmul in ``dtype`` (best of ``repeats``)."""
-    import tensorflow as tf
-
-    a = tf.cast(tf.random.stateless_normal((size, size), seed=(1, 2)), dtype)
-    b = tf.cast(tf.random.stateless_normal((size, size), seed=(3, 4)), dtype)
-    product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], "float32")))
-    product(a, b).numpy()
-    return 2 * size**3 * best_rate(lambda: product(a, b).numpy(), 1, repeats)
-
-
-def cpu_kind():
-    name, flags = cpu_info()
-    features = ", ".join(f for f, present in (("AMX", "amx_bf16" in flags), ("AVX-512 BF16", "avx512_bf16" in flags))
-                         if present) or "no bfloat16 instructions"
-    return f"{name} ({features}{'' if 'amx_bf16' in flags else ', no AMX'}), {os.cpu_count()} logical CPUs"
 
 
 def main():

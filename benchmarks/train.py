@@ -12,18 +12,46 @@ products in bfloat16, the rest float32: `matmul_dtype="bfloat16"`, for CPUs with
 mixed_bfloat16 / mixed_float16 (Keras mixed-precision policies, for GPUs). bert4keras always runs
 float32. With --model both, the RoFormer step time is also given relative to BERT's (RoPE cost).
 
+Under each of our figures, the step's two bounds (benchmarks/_machine.py): the FLOPs of its matrix
+products against the matmul peak of that precision measured here, and the bytes it must at least
+move against the measured memory bandwidth; the binding one is marked. FLOPs, from the shape:
+forward = per block the query/key/value/output projections, the FFN and both attention products
+(length x length), the MLM head (transform + vocabulary product) on the predicted tokens only
+(the second half of each row), the pooler on the [CLS] rows and the batch x batch similarity
+product; a training step = 3x forward (backward: the gradient of both operands of every product).
+Bytes: every product kernel read in the forward and the backward pass at the precision's width
+(bfloat16: plus its cast from float32), and per trainable weight its float32 gradient written and
+AdamW's reads (weight, gradient, both moments) and writes (weight, both moments); activations
+are not counted, so this bound is a floor. Mixed policies are reported against the bfloat16 /
+float16 peak.
+
 Usage: python benchmarks/train.py [--model bert|roformer|both] [--precision float32 bfloat16]
-       [--steps 10] [--bert4keras-python ~/b4k-ref/bin/python]
+       [--steps 10] [--shapes 4x312x32x32 12x768x16x32] [--bert4keras-python ~/b4k-ref/bin/python]
 """
 import argparse
 import os
-import time
 
 import numpy as np
+from _machine import WIDTH, block_product_flops, bound_lines, head_product_flops, machine_lines, product_weights
 from bert4keras_reference import measure, median_step_seconds
 
-SHAPES = [(4, 312, 32, 32), (12, 768, 16, 32)]
+SHAPES = ["4x312x32x32", "12x768x16x32"]  # layers x hidden x batch x length
 HEADS, VOCAB = 12, 13584
+
+
+def step_bounds(layers, hidden, batch, length, trainable, precision):
+    """``(FLOPs, bytes)`` of one training step (see the module docstring for what is counted)."""
+    inner, predicted = 4 * hidden, batch * (length - length // 2)
+    forward = layers * block_product_flops(batch * length, length, hidden, inner) \
+        + head_product_flops(predicted, hidden, VOCAB, pooled_rows=batch) + 2 * batch * batch * hidden
+    width = WIDTH[product_dtype(precision)]
+    kernels = product_weights(layers, hidden, inner, VOCAB, pooler=True)
+    cast = kernels * (4 + width) if width != 4 else 0
+    return 3 * forward, kernels * 2 * width + cast + trainable * (4 + 16 + 12)
+
+
+def product_dtype(precision):
+    return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, precision)
 
 
 def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
@@ -54,7 +82,8 @@ def step_seconds(model_type, layers, hidden, batch, length, steps, precision):
             yield token_ids, segment_ids
 
     try:
-        return median_step_seconds(keras, trainer, to_dataset(batches()), steps)
+        seconds = median_step_seconds(keras, trainer, to_dataset(batches()), steps)
+        return seconds, sum(int(np.prod(w.shape)) for w in trainer.trainable_weights)
     finally:
         set_precision(None)
 
@@ -65,12 +94,15 @@ def main():
     parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--shapes", nargs="+", default=SHAPES, help="layers x hidden x batch x length")
     parser.add_argument("--bert4keras-python", default=os.environ.get("BERT4KERAS_PYTHON"),
                         help="python of a virtualenv with bert4keras 0.11.5 + TF 2.12 (see bert4keras_reference.py)")
     args = parser.parse_args()
     models = ["bert", "roformer"] if args.model == "both" else [args.model]
+    peaks, bandwidth, lines = machine_lines(sorted({product_dtype(p) for p in args.precision}, reverse=True))
+    print("\n".join(lines))
     measured = {}
-    for layers, hidden, batch, length in SHAPES:
+    for layers, hidden, batch, length in (map(int, shape.split("x")) for shape in args.shapes):
         print(f"L{layers} H{hidden} batch {batch} len {length}:")
         for model_type in models:
             reference = None
@@ -81,11 +113,14 @@ def main():
                 print(f"  {model_type:8s} bert4keras 0.11.5 float32 : {batch / reference:6.1f} samples/s "
                       f"({reference:.3f} s/step)")
             for precision in args.precision:
-                ours = step_seconds(model_type, layers, hidden, batch, length, args.steps, precision)
+                ours, trainable = step_seconds(model_type, layers, hidden, batch, length, args.steps, precision)
                 measured[layers, model_type, precision] = ours
                 ratio = f"   {reference / ours:.2f}x bert4keras" if reference else ""
                 print(f"  {model_type:8s} bert4sim {precision:15s}: {batch / ours:6.1f} samples/s ({ours:.3f} s/step)"
-                      f"{ratio}", flush=True)
+                      f"{ratio}")
+                flops, moved = step_bounds(layers, hidden, batch, length, trainable, precision)
+                print("\n".join(bound_lines(flops, moved, ours, peaks[product_dtype(precision)], bandwidth,
+                                            product_dtype(precision))), flush=True)
     if len(models) == 2:
         for (layers, model_type, precision), seconds in measured.items():
             if model_type == "roformer":
