@@ -52,6 +52,9 @@ def cached_bounds(samples, shape, source_length, precision, cache_width, every_r
 
     Column ``c`` of the outputs is fed for the distinct prefixes ``samples[:, :c + 1]`` (rows with
     the same history share a cache row; ``every_row``: XLA feeds all rows); the last column is not fed.
+
+    Example:
+        >>> cached_bounds(samples, (12, 768, 3072, 13584), 20, "bfloat16", cache_width=4, every_row=False)
     """
     layers, hidden, inner, vocab = shape
     outputs = np.array(samples)
@@ -69,7 +72,11 @@ def cached_bounds(samples, shape, source_length, precision, cache_width, every_r
 
 def recompute_bounds(n, steps, shape, source_length, precision):
     """``(FLOPs, bytes)`` of one full-recompute call: step s runs the model (MLM head at every position) on
-    source + s tokens, one row at the first step and ``n`` after."""
+    source + s tokens, one row at the first step and ``n`` after.
+
+    Example:
+        >>> recompute_bounds(100, 32, (12, 768, 3072, 13584), 20, "float32")
+    """
     layers, hidden, inner, vocab = shape
     flops = moved = 0
     for step in range(steps):

@@ -40,7 +40,11 @@ HEADS, VOCAB = 12, 13584
 
 
 def step_bounds(layers, hidden, batch, length, trainable, precision):
-    """``(FLOPs, bytes)`` of one training step (see the module docstring for what is counted)."""
+    """``(FLOPs, bytes)`` of one training step (see the module docstring for what is counted).
+
+    Example:
+        >>> step_bounds(12, 768, 16, 32, trainable=96_000_000, precision="bfloat16")
+    """
     inner, predicted = 4 * hidden, batch * (length - length // 2)
     forward = layers * block_product_flops(batch * length, length, hidden, inner) \
         + head_product_flops(predicted, hidden, VOCAB, pooled_rows=batch) + 2 * batch * batch * hidden
@@ -51,6 +55,7 @@ def step_bounds(layers, hidden, batch, length, trainable, precision):
 
 
 def product_dtype(precision):
+    """The dtype the products of ``precision`` run in, e.g. ``product_dtype("mixed_bfloat16") == "bfloat16"``."""
     return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, precision)
 
 
