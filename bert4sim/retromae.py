@@ -257,17 +257,37 @@ def sample_whole_word_mask(words, length, rate, rng):
         >>> sample_whole_word_mask([[1], [2], [3]], 5, 0.5, np.random.default_rng(0)).sum()
         2
     """
-    target = max(1, round(length * rate))
-    hidden = np.zeros(length, dtype=bool)
-    count = 0
-    for index in rng.permutation(len(words)):
+    return _draw_words(_word_table(words, length), max(1, round(length * rate)), rng)
+
+
+def _word_table(words, length):
+    """``(lengths, word_of)``: each word's token count, and the word of each position (``len(words)`` = none)."""
+    lengths = np.array([len(word) for word in words], dtype=int)
+    word_of = np.full(length, len(words), dtype=int)
+    for index, word in enumerate(words):
+        word_of[word] = index
+    if np.count_nonzero(word_of < len(words)) != lengths.sum():
+        raise ValueError("whole words must not share positions")
+    return lengths, word_of
+
+
+def _draw_words(table, target, rng):
+    """:func:`sample_whole_word_mask` on a :func:`_word_table`: the same draws and result as trying the words
+    one by one, but the leading words that fit without a skip (all of them, for Chinese characters) at once."""
+    lengths, word_of = table
+    order = rng.permutation(len(lengths))
+    ends = np.cumsum(lengths[order])
+    taken = int(np.searchsorted(ends, target, side="right"))  # words[order[:taken]] fit one after another
+    chosen = np.zeros(len(lengths) + 1, dtype=bool)
+    chosen[order[:taken]] = True
+    count = int(ends[taken - 1]) if taken else 0
+    for index in order[taken:]:
         if count >= target:
             break
-        if count + len(words[index]) > target:
-            continue
-        hidden[words[index]] = True
-        count += len(words[index])
-    return hidden
+        if count + lengths[index] <= target:
+            chosen[index] = True
+            count += int(lengths[index])
+    return chosen[word_of]
 
 
 def sample_decoder_mask(length, rate, rng, padded_length=None, words=None, pool_size=256):
@@ -293,12 +313,12 @@ def sample_decoder_mask(length, rate, rng, padded_length=None, words=None, pool_
     if length < 1 or padded_length < length:
         raise ValueError(f"need 1 <= length <= padded_length, got length={length}, padded_length={padded_length}")
     words = [[i] for i in range(1, length - 1)] if words is None else words
-    pool = [sample_whole_word_mask(words, length, rate, rng) for _ in range(min(length, pool_size))]
+    table, target = _word_table(words, length), max(1, round(length * rate))
+    pool = np.stack([_draw_words(table, target, rng) for _ in range(min(length, pool_size))])
     mask = np.zeros((padded_length, padded_length), dtype=bool)
     mask[length:, 0] = True
-    for row, choice in enumerate(rng.integers(0, len(pool), size=length)):
-        mask[row, :length] = ~pool[choice]
-        mask[row, row] = False
+    mask[:length, :length] = ~pool[rng.integers(0, len(pool), size=length)]
+    mask[np.arange(length), np.arange(length)] = False
     return mask
 
 

@@ -12,7 +12,7 @@ from bert4sim.losses import masked_lm_loss, retromae_loss
 from bert4sim.models import build_transformer_model
 from bert4sim.retromae import (RETROMAE_INPUTS, RETROMAE_LABELS, EnhancedDecoderBlock, RetroMAECollator, RetroMAEStreams,
                                build_retromae_model, retromae_batches, retromae_dataset, retromae_training_model,
-                               sample_decoder_mask, whole_words)
+                               sample_decoder_mask, sample_whole_word_mask, whole_words)
 from bert4sim.tokenizers import Tokenizer
 from numpy_reference import forward, gelu, layer_norm, random_checkpoint_arrays, rope_bert4keras, softmax
 
@@ -133,6 +133,35 @@ def test_decoder_mask_padding_seed_and_bad_lengths():
     np.testing.assert_array_equal(mask, sample_decoder_mask(6, 0.5, np.random.default_rng(7), padded_length=9))
     with pytest.raises(ValueError, match="length=5, padded_length=3"):
         sample_decoder_mask(5, 0.5, np.random.default_rng(0), padded_length=3)
+
+
+def loop_word_mask(words, length, rate, rng):
+    """sample_whole_word_mask's general rule (words in random order, one that would overshoot skipped)."""
+    target, hidden, count = max(1, round(length * rate)), np.zeros(length, dtype=bool), 0
+    for index in rng.permutation(len(words)):
+        if count >= target:
+            break
+        if count + len(words[index]) <= target:
+            hidden[words[index]] = True
+            count += len(words[index])
+    return hidden
+
+
+@pytest.mark.parametrize("length", [3, 4, 12, 40, 300])
+def test_one_token_words_take_the_fast_path_with_the_same_draws(length):
+    # Chinese text: every word is one character; the shortcut must give the loop's masks and leave the
+    # generator where the loop leaves it (so the batches of a run do not change)
+    words = [[i] for i in range(1, length - 1)]
+    for rate in (0.15, 0.3, 0.5, 0.99):
+        fast, loop = np.random.default_rng(length), np.random.default_rng(length)
+        for _ in range(20):
+            np.testing.assert_array_equal(sample_whole_word_mask(words, length, rate, fast),
+                                          loop_word_mask(words, length, rate, loop))
+        assert fast.integers(1 << 30) == loop.integers(1 << 30)
+    mixed = [[1], [2, 3], [4], [5, 6, 7], [8]]  # ## pieces: the general loop
+    fast, loop = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(20):
+        np.testing.assert_array_equal(sample_whole_word_mask(mixed, 10, 0.5, fast), loop_word_mask(mixed, 10, 0.5, loop))
 
 
 # --- collator ---
