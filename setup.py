@@ -53,6 +53,8 @@ setup(
         "faiss": ["faiss-cpu>=1.8"],
         # Reading a transformers pytorch_model.bin (torch.load(..., weights_only=True)); safetensors need no torch.
         "torch": ["torch>=2.0"],
+        # The learning-curve plot of benchmarks/pretraining.py (curve.png; the JSON is written without it).
+        "plot": ["matplotlib>=3.7"],
         # `bert4sim serve`: the HTTP JSON service (bert4sim.serving); httpx drives benchmarks/serve.py.
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27"],
     },
