@@ -10,6 +10,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import pretraining  # noqa: E402
+import pretraining_curve  # noqa: E402
 
 CHARS = "今天明后雨晴风雪人民日报新闻北京上海会议经济发展房间干净服务很好差不满意书本"
 ARTICLE = "北京今天下雨了。上海明天会晴。人民日报报道会议。经济发展很好。新闻说后天有风雪。"
@@ -38,12 +39,12 @@ def test_points_must_increase():
 
 
 def test_overtaking_and_extrapolation():
-    assert pretraining.overtaking_step([1, 2, 3], [0.3, 0.4, 0.5], [0.1, 0.2, 0.3]) == 1
-    assert pretraining.overtaking_step([1, 2, 3], [0.1, 0.4, 0.5], [0.2, 0.2, 0.3]) == 2
-    assert pretraining.overtaking_step([1, 2, 3], [0.3, 0.4, 0.1], [0.1, 0.2, 0.3]) is None
-    assert pretraining.steps_to_reach([10, 100], [0.2, 0.3], 0.5) == pytest.approx(10000)
-    assert pretraining.steps_to_reach([10, 100], [0.3, 0.2], 0.5) is None
-    assert pretraining.steps_to_reach([10], [0.3], 0.5) is None
+    assert pretraining_curve.overtaking_step([1, 2, 3], [0.3, 0.4, 0.5], [0.1, 0.2, 0.3]) == 1
+    assert pretraining_curve.overtaking_step([1, 2, 3], [0.1, 0.4, 0.5], [0.2, 0.2, 0.3]) == 2
+    assert pretraining_curve.overtaking_step([1, 2, 3], [0.3, 0.4, 0.1], [0.1, 0.2, 0.3]) is None
+    assert pretraining_curve.steps_to_reach([10, 100], [0.2, 0.3], 0.5) == pytest.approx(10000)
+    assert pretraining_curve.steps_to_reach([10, 100], [0.3, 0.2], 0.5) is None
+    assert pretraining_curve.steps_to_reach([10], [0.3], 0.5) is None
 
 
 def figures(passages, clauses=0.1, sentiment=0.6):
@@ -56,7 +57,7 @@ def test_verdict_says_where_retromae_overtakes_and_against_which_baselines():
              "retromae": {100: {"cls": figures(0.05), "mean": figures(0.1)}, 400: {"cls": figures(0.30), "mean": figures(0.2)}}}
     baselines = {"characters": {"bag": figures(0.50, 0.8, 0.7)},
                  "initial": {"cls": figures(0.02, 0.05, 0.5), "mean": figures(0.12, 0.3, 0.55)}}
-    lines = pretraining.verdict(curve, baselines)
+    lines = pretraining_curve.verdict(curve, baselines)
     assert lines[0] == ("passage retrieval recall@1: RetroMAE [CLS] overtakes MLM's at 400 steps "
                         "(100: 0.050 vs 0.100, 400: 0.300 vs 0.150).")
     assert lines[1].startswith("passage retrieval recall@1: best learned vector retromae cls at 400 steps 0.300; "
@@ -70,17 +71,17 @@ def test_verdict_says_where_retromae_overtakes_and_against_which_baselines():
 def test_cloze_task_takes_a_sentence_out_of_each_passage():
     long_article = "".join(f"第{i}句话在这里说了一些事情。" for i in range(40))
     articles = [ARTICLE, "太短了。", long_article]
-    queries, documents = pretraining.cloze_task(articles, np.random.default_rng(0), min_chars=6)
+    queries, documents = pretraining_curve.cloze_task(articles, np.random.default_rng(0), min_chars=6)
     assert len(queries) == len(documents) == 2
     for (sentence, gold), article in zip(queries, [ARTICLE, long_article]):
         document = documents[gold]
-        assert sentence not in document and len(document) + len(sentence) <= pretraining.PASSAGE_CHARS
+        assert sentence not in document and len(document) + len(sentence) <= pretraining_curve.PASSAGE_CHARS
         assert article.startswith(document[:4]) or article.startswith(sentence[:4])
 
 
 def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
-    assert pretraining.plot_curve({}, {}, str(tmp_path / "curve.png")) is False
+    assert pretraining_curve.plot_curve({}, {}, str(tmp_path / "curve.png")) is False
     assert not (tmp_path / "curve.png").exists()
 
 
