@@ -62,7 +62,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a run of a few minutes (smaller evaluation sets too)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--points", default=None,
-                        help="step counts at which both encoders are saved and evaluated (default 300,750,1500,3000)")
+                        help="step counts at which both encoders are saved and evaluated (default 500,1000,2000,3000)")
     parser.add_argument("--log-every", type=int, default=None, help="steps per logged loss (default 50, quick 10)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--maxlen", type=int, default=256)
@@ -80,7 +80,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if bool(args.out) == bool(args.evaluate_only):
         parser.error("give --out (train and evaluate) or --evaluate-only DIR")
-    args.points = parse_points(args.points or (QUICK["points"] if args.quick else "300,750,1500,3000"))
+    args.points = parse_points(args.points or (QUICK["points"] if args.quick else "500,1000,2000,3000"))
     args.log_every = args.log_every or (QUICK["log_every"] if args.quick else 50)
     if any(p % args.log_every for p in args.points):
         parser.error(f"every point must be a multiple of --log-every ({args.log_every}), got {args.points}")

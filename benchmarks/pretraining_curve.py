@@ -278,6 +278,7 @@ def plot_curve(curve, baselines, path):
         return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     panels = [("passages_recall@1", "passages (inverse cloze): recall@1"),
               ("clauses_recall@1", "clause paraphrases: recall@1"), ("logreg_accuracy", "review sentiment: LR accuracy")]
@@ -294,6 +295,9 @@ def plot_curve(curve, baselines, path):
             axis.axhline(baselines["initial"][pooling][metric], color="grey", linestyle=style, linewidth=1,
                          label=f"random init {pooling}")
         axis.set_xscale("log")
+        axis.set_xticks(sorted({s for points in curve.values() for s in points}))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("pre-training steps")
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
