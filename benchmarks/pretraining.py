@@ -61,6 +61,8 @@ def parse_args(argv=None):
                         help="output folder of examples/data/real_corpus.py")
     parser.add_argument("--quick", action="store_true", help="a run of a few minutes (smaller evaluation sets too)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="variants to train now; others already in --out (same settings) are kept and evaluated")
     parser.add_argument("--points", default=None,
                         help="step counts at which both encoders are saved and evaluated (default 500,1000,2000,3000)")
     parser.add_argument("--log-every", type=int, default=None, help="steps per logged loss (default 50, quick 10)")
@@ -80,6 +82,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if bool(args.out) == bool(args.evaluate_only):
         parser.error("give --out (train and evaluate) or --evaluate-only DIR")
+    args.variants = [v for v in args.variants.split(",") if v]
+    if not args.variants or any(v not in VARIANTS for v in args.variants):
+        parser.error(f"--variants takes names from {sorted(VARIANTS)}, got {args.variants}")
     args.points = parse_points(args.points or (QUICK["points"] if args.quick else "500,1000,2000,3000"))
     args.log_every = args.log_every or (QUICK["log_every"] if args.quick else 50)
     if any(p % args.log_every for p in args.points):
@@ -212,6 +217,24 @@ def pretrain(variant, args, texts, tokenizer, matmul_dtype):
     return record
 
 
+def earlier_training(out, settings, variants):
+    """The training records of ``variants`` from an earlier run in ``out``, which must have used ``settings``."""
+    if not variants:
+        return {}
+    path = os.path.join(out, "run.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f)
+        records = {v: earlier["training"][v] for v in variants}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"pretraining.py: error: {path}: no earlier training of {', '.join(variants)} to keep ({e})")
+    if earlier.get("settings") != settings:
+        changed = sorted(k for k in set(settings) | set(earlier.get("settings") or {})
+                         if settings.get(k) != (earlier.get("settings") or {}).get(k))
+        sys.exit(f"pretraining.py: error: {path} was trained with other settings ({', '.join(changed)})")
+    return records
+
+
 def cpu_seconds():
     """``(busy seconds of all CPUs since boot, this process's CPU seconds)``: their growth apart is what other
     processes took from the run (None on a system without /proc/stat)."""
@@ -237,7 +260,7 @@ def main(argv=None):
     precision = resolve_precision(args.precision)
     run = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
            "load_average_at_start": os.getloadavg(),
-           "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate_only", "data")},
+           "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate_only", "data", "variants")},
                         "precision": precision, "decoder_mask_rate": DECODER_MASK_RATE, "weight_decay": 0.01},
            "pretraining_texts": len(texts), "pretraining_characters": sum(map(len, texts)),
            "vocab_size": tokenizer.vocab_size, "variants": VARIANTS, "training": {}}
@@ -245,8 +268,9 @@ def main(argv=None):
           f"{run['pretraining_characters'] / len(texts):.0f}), vocab {tokenizer.vocab_size}; matrix products in "
           f"{precision}", flush=True)
     os.makedirs(args.out, exist_ok=True)
+    run["training"] = earlier_training(args.out, run["settings"], [v for v in VARIANTS if v not in args.variants])
     matmul_dtype = set_precision(precision)
-    for variant in VARIANTS:
+    for variant in args.variants:
         run["training"][variant] = pretrain(variant, args, texts, tokenizer, matmul_dtype)
         run["training"][variant]["load_average_after"] = os.getloadavg()
         with open(os.path.join(args.out, "run.json"), "w", encoding="utf-8") as f:
