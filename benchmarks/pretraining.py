@@ -158,12 +158,8 @@ def encoder_folder(out, variant, step):
 
 
 def save_encoder(retromae, tokenizer, folder):
-    """The encoder alone, Google format, with its vocabulary."""
-    from bert4sim.tokenizers import save_vocab
-
-    os.makedirs(folder, exist_ok=True)
-    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"))
-    save_vocab(os.path.join(folder, "vocab.txt"), tokenizer.token_dict)
+    """The encoder alone, Google format, with its vocabulary (a bert4sim checkpoint folder)."""
+    retromae.save_encoder(os.path.join(folder, "bert_model.ckpt"), vocab=tokenizer.token_dict)
 
 
 def pretrain(variant, args, texts, tokenizer, matmul_dtype):
