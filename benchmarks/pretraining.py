@@ -45,7 +45,7 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pretraining_curve import cpu_name, evaluate_run, require  # noqa: E402 (the evaluation of saved encoders)
+from pretraining_curve import cpu_name, evaluate_run, fail, require  # noqa: E402 (the evaluation of saved encoders)
 
 VARIANTS = {"mlm": dict(encoder_mask_rate=0.15, decoder_weight=0.0),
             "retromae": dict(encoder_mask_rate=0.3, decoder_weight=1.0)}
@@ -223,11 +223,11 @@ def earlier_training(out, settings, variants):
             earlier = json.load(f)
         records = {v: earlier["training"][v] for v in variants}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        sys.exit(f"pretraining.py: error: {path}: no earlier training of {', '.join(variants)} to keep ({e})")
+        fail(f"{path}: no earlier training of {', '.join(variants)} to keep ({e})")
     if earlier.get("settings") != settings:
         changed = sorted(k for k in set(settings) | set(earlier.get("settings") or {})
                          if settings.get(k) != (earlier.get("settings") or {}).get(k))
-        sys.exit(f"pretraining.py: error: {path} was trained with other settings ({', '.join(changed)})")
+        fail(f"{path} was trained with other settings ({', '.join(changed)})")
     return records
 
 
@@ -250,6 +250,7 @@ def main(argv=None):
     from bert4sim.precision import resolve_precision, set_precision
     from bert4sim.tokenizers import Tokenizer
 
+    require(args.data, ["articles.txt", "review_passages.txt", "vocab.txt"])
     started, cpu_at_start = time.perf_counter(), cpu_seconds()
     tokenizer = Tokenizer(os.path.join(args.data, "vocab.txt"), do_lower_case=True)
     texts = pretraining_texts(args.data, args.maxlen - 2, args.min_chars)

@@ -43,7 +43,13 @@ def read_tsv(path, columns):
 def require(data, names):
     missing = [n for n in names if not os.path.isfile(os.path.join(data, n))]
     if missing:
-        sys.exit(f"pretraining.py: {data} lacks {', '.join(missing)}; run python examples/data/real_corpus.py first")
+        fail(f"{data} lacks {', '.join(missing)}; run python examples/data/real_corpus.py first")
+
+
+def fail(message):
+    """A one-line error on stderr and exit status 2, as bert4sim's commands do."""
+    print(f"pretraining.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def cloze_task(articles, rng, passage_chars=PASSAGE_CHARS, min_sentences=3, min_chars=10):
@@ -91,7 +97,7 @@ def evaluation_data(data, quick):
     position = {text: i for i, text in enumerate(clauses)}
     missing = [a for a, _ in pairs if a not in position]
     if missing:
-        sys.exit(f"pretraining.py: {len(missing)} paraphrase originals (e.g. {missing[0]!r}) are not in heldout_clauses.txt")
+        fail(f"{len(missing)} paraphrase originals (e.g. {missing[0]!r}) are not in heldout_clauses.txt")
     return {"reviews": (reviews_train, reviews_test), "clauses": ([(b, position[a]) for a, b in pairs], clauses),
             "passages": passages}
 
@@ -342,7 +348,7 @@ def evaluate_run(folder, data, quick, maxlen=256, run=None):
             run = json.load(f)
     points = saved_points(folder)
     if not os.path.isdir(os.path.join(folder, "initial")) or not points:
-        sys.exit(f"pretraining.py: {folder} holds no initial/ and <variant>/step_*/ encoders to evaluate")
+        fail(f"{folder} holds no initial/ and <variant>/step_*/ encoders to evaluate")
     with open(os.path.join(folder, "initial", "bert_config.json"), encoding="utf-8") as f:
         positions = json.load(f)["max_position_embeddings"]
     maxlen = min(positions, (run or {}).get("settings", {}).get("maxlen", maxlen))

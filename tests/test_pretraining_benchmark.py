@@ -38,6 +38,23 @@ def test_points_must_increase():
         pretraining.parse_args(["--out", "x", "--evaluate-only", "y"])
 
 
+def test_variants_added_later_keep_the_earlier_training_only_with_the_same_settings(tmp_path, capsys):
+    settings = {"seed": 0, "lr": 5e-4}
+    record = {"points": {"20": 1.0}, "losses": [], "seconds": 1.0}
+    (tmp_path / "run.json").write_text(json.dumps({"settings": settings, "training": {"mlm": record}}))
+    assert pretraining.earlier_training(str(tmp_path), settings, ["mlm"]) == {"mlm": record}
+    assert pretraining.earlier_training(str(tmp_path), settings, []) == {}
+    with pytest.raises(SystemExit) as exit_info:
+        pretraining.earlier_training(str(tmp_path), {"seed": 1, "lr": 5e-4}, ["mlm"])
+    assert exit_info.value.code == 2
+    assert "trained with other settings (seed)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pretraining.earlier_training(str(tmp_path), settings, ["retromae"])
+    with pytest.raises(SystemExit):
+        pretraining.parse_args(["--out", "x", "--variants", "bert"])
+    assert pretraining.parse_args(["--out", "x", "--variants", "retromae"]).variants == ["retromae"]
+
+
 def test_overtaking_and_extrapolation():
     assert pretraining_curve.overtaking_step([1, 2, 3], [0.3, 0.4, 0.5], [0.1, 0.2, 0.3]) == 1
     assert pretraining_curve.overtaking_step([1, 2, 3], [0.1, 0.4, 0.5], [0.2, 0.2, 0.3]) == 2
