@@ -64,6 +64,7 @@ def test_labelled_positions_keeps_the_labelled_rows_in_order():
 
 
 def test_a_few_steps_train_every_weight_from_the_dataset():
+    keras.utils.set_random_seed(0)  # the loss of 6 steps on 6 texts falls from any seed tried (0-4), not from every state
     retromae = tiny()
     model = retromae_training_model(retromae)
     assert {v.path for v in model.trainable_weights} == {v.path for v in retromae.model.trainable_weights}
