@@ -87,6 +87,25 @@ def causal_mask(query_length, key_length=None, query_offset=0):
     return ops.less_equal(cols, rows)
 
 
+class MaskDropping(keras.layers.Layer):
+    """Base of layers whose outputs are not aligned with their inputs' tokens (picked rows, other streams).
+
+    They accept the Keras padding mask a built model's sequence output carries
+    and pass none on, without Keras's "this layer destroys the mask" warning.
+
+    Example:
+        >>> class PickRows(MaskDropping):
+        ...     def call(self, inputs): return inputs[:, :1]
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
 @_serializable
 class AttentionMask(keras.layers.Layer):
     """Builds the boolean attention mask ``[batch, length, length]`` from ``[token_ids, segment_ids]``.

@@ -22,7 +22,7 @@ from keras import ops
 from bert4sim.checks import check_seed
 from bert4sim.data import batch_stream, shard_by_data, step_slices
 from bert4sim.heads import Pooling
-from bert4sim.layers import TransformerBlock
+from bert4sim.layers import MaskDropping, TransformerBlock
 from bert4sim.loss_layer import Loss
 from bert4sim.losses import gather_positions, retromae_loss
 from bert4sim.models import build_transformer_model
@@ -35,7 +35,7 @@ RETROMAE_LABELS = ("encoder_labels", "decoder_labels")
 
 
 @keras.saving.register_keras_serializable(package="bert4sim")
-class RetroMAEStreams(keras.layers.Layer):
+class RetroMAEStreams(MaskDropping):
     """The two input streams of RetroMAE's enhanced decoder, before positions are added.
 
     Inputs ``[encoder_sequence, decoder_embeddings]`` (both ``[B, L, H]``).
@@ -48,13 +48,6 @@ class RetroMAEStreams(keras.layers.Layer):
     Example:
         >>> query_base, content = RetroMAEStreams()([sequence_output, token_embeddings])
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # the decoder's own attention mask replaces the encoder's padding mask
-
-    def compute_mask(self, inputs, mask=None):
-        return [None, None]
 
     def call(self, inputs):
         sequence, embeddings = inputs
@@ -487,19 +480,12 @@ def labelled_positions(labels, hidden):
 
 
 @keras.saving.register_keras_serializable(package="bert4sim")
-class LabelledPositions(keras.layers.Layer):
+class LabelledPositions(MaskDropping):
     """``[labels, hidden]`` -> ``[targets, hidden]`` of the labelled positions (:func:`labelled_positions`).
 
     Example:
         >>> targets, hidden = LabelledPositions()([encoder_labels, encoder_sequence])
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # the rows picked are no longer the token positions: their mask is dropped
-
-    def compute_mask(self, inputs, mask=None):
-        return [None, None]
 
     def call(self, inputs):
         return labelled_positions(*inputs)

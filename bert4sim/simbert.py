@@ -23,6 +23,7 @@ from keras import ops
 
 from bert4sim.checks import check_seed
 from bert4sim.data import interleave, json_records, step_slices
+from bert4sim.layers import MaskDropping
 from bert4sim.loss_layer import Loss
 from bert4sim.losses import gather_positions, simbert_loss_parts
 from bert4sim.sequences import sequence_padding, text_segmentate
@@ -194,7 +195,7 @@ def predicted_tokens(token_ids, segment_ids, sequence):
 
 
 @keras.saving.register_keras_serializable(package="bert4sim")
-class PredictedTokens(keras.layers.Layer):
+class PredictedTokens(MaskDropping):
     """``[token_ids, segment_ids, sequence_output]`` -> ``[target_ids, hidden]`` of the predicted tokens only.
 
     Position t predicts token t+1 where that token is in segment 1 (UniLM),
@@ -204,13 +205,6 @@ class PredictedTokens(keras.layers.Layer):
     Example:
         >>> targets, hidden = PredictedTokens()([token_ids, segment_ids, sequence_output])
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # the rows picked are no longer the token positions: their mask is dropped
-
-    def compute_mask(self, inputs, mask=None):
-        return [None, None]
 
     def call(self, inputs):
         return predicted_tokens(*inputs)
