@@ -66,6 +66,14 @@ def _fsync_path(path):
         os.close(fd)
 
 
+def _fsync_tree(path):
+    """fsync every file and folder under ``path`` (itself last), so a rename of it commits whole files."""
+    for root, _, files in os.walk(path, topdown=False):
+        for file in files:
+            _fsync_path(os.path.join(root, file))
+        _fsync_path(root)
+
+
 def _write_atomic(path, data):
     temp = f"{path}.tmp-{secrets.token_hex(4)}"
     try:
@@ -301,10 +309,7 @@ def new_version(folder, kind, prefix=None):
         upgrading = old.get("format") == LEGACY_FORMAT or old.get("upgrading", False)
         try:
             yield path
-            for root, _, files in os.walk(path, topdown=False):
-                for file in files:
-                    _fsync_path(os.path.join(root, file))
-                _fsync_path(root)
+            _fsync_tree(path)
             _fsync_path(store)
             write_json_atomic(os.path.join(folder, MARKER), _marker(kind, prefix, name, upgrading))  # the commit
         except BaseException:
@@ -344,10 +349,7 @@ def fresh_folder(folder):
     os.mkdir(staging)
     try:
         yield staging
-        for root, _, files in os.walk(staging, topdown=False):
-            for file in files:
-                _fsync_path(os.path.join(root, file))
-            _fsync_path(root)
+        _fsync_tree(staging)
         if _is(folder):
             os.rmdir(folder)  # empty, checked above
         os.rename(staging, folder)

@@ -81,6 +81,12 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 
 
+def _some(names, shown=6):
+    """The first ``shown`` of ``names`` (sorted) for an error message, and how many more there are."""
+    names = sorted(names)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _pattern(template):
     return re.compile(re.escape(template).replace(re.escape("{i}"), r"(\d+)"))
 
@@ -148,7 +154,7 @@ def to_google(state_dict, model_type, config=None, scope="bert", where="state di
         else:
             unknown.append(original)
     if unknown:
-        shown = ", ".join(sorted(unknown)[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
+        shown = _some(unknown)
         raise ValueError(f"{where}: unknown {DISPLAY[model_type]} parameter(s), not converted: {shown}")
     word = f"{scope}/embeddings/word_embeddings"
     if word not in arrays:
@@ -211,7 +217,7 @@ def from_google(arrays, model_type, scope, with_prefix, where="checkpoint"):
         else:
             unknown.append(name)
     if unknown:
-        shown = ", ".join(sorted(unknown)[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
+        shown = _some(unknown)
         raise ValueError(f"{where}: variable(s) with no transformers {model_type} name: {shown}")
     return tensors
 
